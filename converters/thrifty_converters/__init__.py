@@ -1,0 +1,1 @@
+"""Thrifty converters: PyTorch to verified, profiled, Triton-ready variants."""

@@ -1,0 +1,151 @@
+"""`thrifty-convert`: optimize a model into verified, profiled, Triton-ready variants.
+
+Errors in what the user gave print one line and exit 2; a bug or a broken stage exits 1. No
+traceback reaches the terminal unless THRIFTY_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from . import errors, pipeline, report
+
+EXIT_USER = 2
+EXIT_INTERNAL = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="thrifty-convert", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    o = sub.add_parser("optimize", help="convert, check, profile and select variants of MODEL")
+    o.add_argument("model", type=Path, help="TorchScript file, torch.export .pt2 or .onnx")
+    o.add_argument("--inputs", type=Path, required=True, help="example inputs (.npz, one array per input)")
+    o.add_argument("--out", type=Path, required=True, help="output folder")
+    o.add_argument("--calibration", type=Path, help="calibration inputs for static INT8 (.npz)")
+    o.add_argument("--eval", type=Path, help="evaluation inputs plus a 'labels' array (.npz)")
+    o.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    o.add_argument(
+        "--variants", default=",".join(pipeline.ALL_VARIANTS), help="comma-separated variant names"
+    )
+    o.add_argument("--latency-budget-ms", type=float, help="p99 latency limit per request")
+    o.add_argument("--max-batch-size", type=int, default=8)
+    o.add_argument("--price-per-hour", type=float, default=1.0, help="node price in dollars per hour")
+    o.add_argument("--max-metric-drop", type=float, default=0.01, help="tolerated relative accuracy drop")
+    o.add_argument("--profile-seconds", type=float, default=4.0, help="time cap per variant and batch size")
+    pr = sub.add_parser("profile", help="re-profile the variants of an optimize output on this machine")
+    pr.add_argument("dir", type=Path, help="folder written by `optimize`")
+    pr.add_argument("--latency-budget-ms", type=float)
+    pr.add_argument("--price-per-hour", type=float, default=1.0)
+    pr.add_argument("--profile-seconds", type=float, default=4.0)
+    return p
+
+
+class _Plain:
+    """One line per event: what logs and CI get."""
+
+    def __call__(self, text: str) -> None:
+        print(f"thrifty-convert: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _progress(tty: bool) -> Iterator[pipeline.Progress]:
+    if not tty:
+        yield _Plain()
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=False
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def say(text: str) -> None:
+            if text.endswith(": running") or text.endswith(": parity") or text.endswith(": profile"):
+                bar.update(task, description=text)
+            else:
+                bar.console.print(text)
+
+        yield say
+        bar.update(task, description="done")
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    opts = pipeline.Options(
+        model=args.model,
+        inputs=args.inputs,
+        out=args.out,
+        calibration=args.calibration,
+        eval=args.eval,
+        target=args.target,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        latency_budget_ms=args.latency_budget_ms,
+        max_batch_size=args.max_batch_size,
+        price_per_hour=args.price_per_hour,
+        max_metric_drop=args.max_metric_drop,
+        profile_seconds=args.profile_seconds,
+    )
+    with _progress(sys.stderr.isatty()) as say:
+        result = pipeline.optimize_model(opts, say)
+    _summary(result)
+    print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from . import reprofile
+
+    with _progress(sys.stderr.isatty()) as say:
+        result = reprofile.run(
+            args.dir, args.latency_budget_ms, args.price_per_hour, args.profile_seconds, say
+        )
+    _summary(result)
+    return 0
+
+
+def _summary(result: report.Report) -> None:
+    base = result.baseline
+    print(f"{'variant':<22}{'status':<34}{'p50 ms':>9}{'p99 ms':>9}{'items/s':>10}{'speedup':>9}")
+    print(
+        f"{base.name:<22}{'baseline':<34}{_f(base.latency_ms.p50)}{_f(base.latency_ms.p99)}"
+        f"{_f(base.throughput_per_s, 10, 1)}{'1.00x':>9}"
+    )
+    for v in result.variants:
+        speed = f"{v.speedup_vs_baseline:.2f}x" if v.speedup_vs_baseline else "-"
+        print(
+            f"{v.name:<22}{v.status[:33]:<34}{_f(v.latency_ms.p50)}{_f(v.latency_ms.p99)}"
+            f"{_f(v.throughput_per_s, 10, 1)}{speed:>9}"
+        )
+    print(f"selected: {result.selected.variant} ({result.selected.reason})")
+
+
+def _f(x: float | None, width: int = 9, digits: int = 2) -> str:
+    return f"{x:>{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `thrifty-convert`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    # Exporters and quantizers log at WARNING by default; the stage statuses carry what matters.
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        if args.command == "optimize":
+            return _optimize(args)
+        return _profile(args)
+    except errors.UserInputError as e:
+        print(f"thrifty-convert: error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except Exception as e:  # last resort: one line, details only when asked for
+        if os.environ.get("THRIFTY_DEBUG") == "1":
+            raise
+        print(f"thrifty-convert: internal error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`thrifty-convert profile DIR`: re-measure an optimize output's passing variants on this machine.
+
+The operator runs this as a Job per node pool, so selection uses the pool's own numbers. Parity is
+not re-checked (it does not depend on the node for the CPU variants); the result is written to
+DIR/profile-<hostname>.json with the same schema as report.json.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from . import errors, examples, pipeline, profiling, report, runtimes, selection, source
+
+Progress = pipeline.Progress
+
+
+def run(
+    out: Path, budget_ms: float | None, price_per_hour: float, seconds: float, say: Progress
+) -> report.Report:
+    """Re-profile every variant of DIR whose status is ok; returns and writes the new report."""
+    path = out / "report.json"
+    if not path.is_file():
+        raise errors.UserInputError(f"{out} has no report.json; run `thrifty-convert optimize` first")
+    try:
+        old = report.read(path)
+    except ValueError as e:
+        raise errors.UserInputError(f"{path} is not a valid report: {str(e).splitlines()[0]}") from e
+    ex = examples.load(out / "profile-inputs.npz", "profile inputs")
+    max_batch = ex.count
+    batches = sorted({1, max_batch})
+
+    def feed_for(batch: int) -> dict[str, examples.Array]:
+        return ex.batch(0, batch)
+
+    base_best: profiling.BatchProfile | None = None
+    base_prof: list[profiling.BatchProfile] = []
+    model = Path(old.model)
+    if model.is_file():
+        say("profile: baseline")
+        src = source.load(model)
+        ref = (
+            runtimes.ort_runner(src.path, optimize=False)
+            if src.kind == "onnx"
+            else runtimes.torch_runner(src.module, list(ex.arrays))
+        )
+        base_prof = profiling.profile(ref, feed_for, batches, max_seconds_per_batch=seconds)
+        base_best = profiling.best_within_budget(base_prof, budget_ms)
+    rows: list[report.Variant] = []
+    candidates: list[selection.Candidate] = []
+    for v in old.variants:
+        if v.status != "ok" or v.path is None:
+            rows.append(v)
+            continue
+        say(f"{v.name}: profile")
+        runner = pipeline.runner_for(v.name, out / v.path)
+        prof = profiling.profile(runner, feed_for, batches, max_seconds_per_batch=seconds)
+        best = profiling.best_within_budget(prof, budget_ms)
+        update: dict[str, object] = {"profile": [pipeline.batch_row(p) for p in prof]}
+        if best is None:
+            update |= {"status": f"failed: p99 above the {budget_ms} ms budget at every batch size"}
+            update |= {"latency_ms": report.Latency(), "throughput_per_s": None, "cost_per_million": None}
+        else:
+            update |= {
+                "latency_ms": report.Latency(p50=best.p50_ms, p99=best.p99_ms),
+                "throughput_per_s": best.throughput_per_s,
+                "batch_size": best.batch_size,
+                "cost_per_million": selection.cost_per_million(price_per_hour, best.throughput_per_s),
+                "speedup_vs_baseline": best.throughput_per_s / base_best.throughput_per_s
+                if base_best
+                else None,
+            }
+            candidates.append(
+                selection.Candidate(name=v.name, throughput_per_s=best.throughput_per_s, p99_ms=best.p99_ms)
+            )
+        rows.append(v.model_copy(update=update))
+    chosen, why = selection.select(candidates, price_per_hour)
+    baseline = report.Baseline(
+        name=old.baseline.name if base_best else f"{old.baseline.name} (not measured: model file absent)",
+        latency_ms=report.Latency(p50=base_best.p50_ms, p99=base_best.p99_ms)
+        if base_best
+        else report.Latency(),
+        throughput_per_s=base_best.throughput_per_s if base_best else None,
+        batch_size=base_best.batch_size if base_best else None,
+        metric=old.baseline.metric,
+        profile=[pipeline.batch_row(p) for p in base_prof],
+    )
+    options = dict(old.options) | {"latency_budget_ms": budget_ms, "price_per_hour": price_per_hour}
+    new = old.model_copy(
+        update={
+            "machine": pipeline.machine(),
+            "options": options,
+            "baseline": baseline,
+            "variants": rows,
+            "selected": report.Selected(variant=chosen, reason=why),
+        }
+    )
+    report.write(new, out / f"profile-{socket.gethostname()}.json")
+    return new

@@ -1,0 +1,95 @@
+"""Uniform callables over PyTorch, ONNX Runtime and OpenVINO: a feed dict in, a list of outputs out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .examples import Array
+
+Runner = Callable[[dict[str, Array]], list[Array]]
+
+
+def threads() -> int:
+    """Threads each runtime gets: every core of this machine, the same for all so comparisons hold."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def torch_runner(module: Any, names: Sequence[str]) -> Runner:
+    """Run a TorchScript module or an ExportedProgram eagerly in FP32, inputs passed positionally."""
+    import torch
+
+    torch.set_num_threads(threads())
+    call = module.module() if isinstance(module, torch.export.ExportedProgram) else module
+
+    def run(feed: dict[str, Array]) -> list[Array]:
+        with torch.inference_mode():
+            out = call(*(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in names))
+        return [t.detach().float().numpy() for t in _flatten(out)]
+
+    return run
+
+
+def _flatten(out: Any) -> list[Any]:
+    if isinstance(out, list | tuple):
+        return [t for o in out for t in _flatten(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _flatten(o)]
+    return [out]
+
+
+def ort_session(path: Path, *, optimize: bool = True) -> Any:
+    """An ONNX Runtime CPU session; `optimize=False` runs the graph as written (reference use)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads()
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(path: Path, *, optimize: bool = True) -> Runner:
+    """Run an ONNX file on ONNX Runtime's CPU provider."""
+    sess = ort_session(path, optimize=optimize)
+    names = [i.name for i in sess.get_inputs()]
+
+    def run(feed: dict[str, Array]) -> list[Array]:
+        return [np.asarray(o) for o in sess.run(None, {n: feed[n] for n in names})]
+
+    return run
+
+
+def ov_runner(xml: Path, precision: str) -> Runner:
+    """Run an OpenVINO IR on CPU at `precision` ("f32" or "bf16").
+
+    The hint is explicit because OpenVINO's CPU plugin silently picks bf16 on AMX/avx512_bf16 CPUs,
+    which would turn an "fp32" variant into a bf16 one.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        str(xml),
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads(),
+        },
+    )
+    request = compiled.create_infer_request()
+    names = [p.get_any_name() for p in compiled.inputs]
+
+    def run(feed: dict[str, Array]) -> list[Array]:
+        result = request.infer({n: feed[n] for n in names}, share_inputs=True)
+        return [np.array(result[o]) for o in compiled.outputs]
+
+    return run

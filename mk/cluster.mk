@@ -1,0 +1,12 @@
+# The local control plane (etcd, kube-apiserver, KCM, scheduler, KWOK with a GPU and a CPU pool).
+KUBECONFIG_LOCAL := $(CURDIR)/.testbed/cluster/kubeconfig
+KUBECTL := $(CURDIR)/.testbed/bin/kubectl --kubeconfig=$(KUBECONFIG_LOCAL)
+HELM := $(CURDIR)/.testbed/bin/helm --kubeconfig=$(KUBECONFIG_LOCAL)
+
+.PHONY: cluster-up
+cluster-up: $(VENV)/.installed binaries ## Start the local cluster in the background (idempotent); prints the kubeconfig path
+	$(VENV)/bin/thrifty-testbed up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster
+	@if [ -x $(VENV)/bin/thrifty-testbed ]; then $(VENV)/bin/thrifty-testbed down; fi

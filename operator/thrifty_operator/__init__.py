@@ -1,0 +1,1 @@
+"""Thrifty: a Kubernetes operator for cost-controlled, automatically optimized model deployments."""

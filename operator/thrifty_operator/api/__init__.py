@@ -1,0 +1,1 @@
+"""The OptimizedModel API: typed models and the CRD generator."""

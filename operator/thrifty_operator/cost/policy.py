@@ -1,0 +1,461 @@
+"""Budget-aware scaling policy: one pure function from (config, state, observation) to a decision.
+
+The operator calls `decide()` once per sync period with the Triton load and the month-to-date spend,
+stores `Decision.state` in status and applies `Decision.variant`/`Decision.replicas`; the simulator
+runs the very same function.
+
+Order of work in `decide()`:
+
+1. Demand: `lam = rate + pending / drain_s + rejected rate`, times `headroom`; if Triton's queue time
+   per request exceeds its target, at least one replica more than now.
+2. Per variant: the fewest replicas whose modelled p99 (`queueing`) meets the SLO at that demand.
+3. Choice: keep the current variant unless another is cheaper by `switch_margin` (after
+   `variant_hold_s`) or the current one cannot meet the SLO.
+4. No flapping: scale up at once (at most `max(2x, +4)` per decision); scale down only to what the
+   highest demand of the last `scale_down_stabilization_s` needs, at most halving per decision.
+5. Budget: the billed rate must not exceed `budgets.allowed_rate_per_hour` (projected spend within
+   every cap). When it would, degrade in this order and say so in `given_up`:
+   a. a cheaper variant or pool that still meets the SLO (e.g. CPU INT8 instead of GPU);
+   b. fewer replicas: the affordable variant and count with the most capacity;
+   c. never below `min_replicas` (unless suspended), even if that exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+from . import budgets, pricing, queueing
+from .metrics import LoadSample
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Variant:
+    """A deployable model variant and its per-replica capacity.
+
+    Attributes:
+        name: Variant name, e.g. "tensorrt-fp16".
+        pool: Name of the `pricing.PoolPrice` it runs on.
+        request: Resources one replica requests.
+        throughput_per_s: Requests/s one replica serves at the SLO-feasible batch size.
+        latency_p50_ms: Profiled median latency.
+        latency_p99_ms: Profiled p99 latency.
+    """
+
+    name: str
+    pool: str
+    request: pricing.ReplicaRequest
+    throughput_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """Tuning of the policy; defaults are the benchmarked ones.
+
+    Attributes:
+        slo_p99_ms: p99 latency target.
+        min_replicas: Floor, kept even when the budget cannot pay for it.
+        max_replicas: Ceiling per variant.
+        suspended: Scale to zero and ignore load.
+        max_utilization: Upper bound on planned utilisation, on top of the latency model.
+        headroom: Plan for this multiple of the observed demand.
+        drain_s: Pending requests should drain within this time.
+        queue_time_target_us: Triton queue time per request above which one more replica is added;
+            None uses a tenth of the SLO.
+        scale_down_stabilization_s: Scale down only to what the peak demand of this window needs.
+        variant_hold_s: Minimum time between two voluntary variant switches.
+        switch_margin: Switch voluntarily only if the other variant costs at most this share.
+        budget_safety: Plan to this share of the allowed rate (billing minima, rounding).
+    """
+
+    slo_p99_ms: float
+    min_replicas: int = 1
+    max_replicas: int = 100
+    suspended: bool = False
+    max_utilization: float = 0.9
+    headroom: float = 1.15
+    drain_s: float = 30.0
+    queue_time_target_us: float | None = None
+    scale_down_stabilization_s: float = 300.0
+    variant_hold_s: float = 900.0
+    switch_margin: float = 0.85
+    budget_safety: float = 0.98
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError("replicas must satisfy 0 <= min_replicas <= max_replicas")
+        if self.slo_p99_ms <= 0 or not 0 < self.max_utilization <= 1 or self.headroom < 1:
+            raise ValueError("slo_p99_ms must be > 0, max_utilization in (0, 1], headroom >= 1")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PolicyState:
+    """What the policy remembers between decisions (kept in status).
+
+    Attributes:
+        variant: Variant now deployed ("" before the first decision).
+        replicas: Replicas now requested.
+        demand_history: (time, planned demand) pairs within the scale-down window.
+        variant_since: When the current variant was chosen.
+    """
+
+    variant: str = ""
+    replicas: int = 0
+    demand_history: tuple[tuple[float, float], ...] = ()
+    variant_since: float = -math.inf
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Observation:
+    """Inputs measured for one decision.
+
+    Attributes:
+        now: Seconds since any fixed epoch (monotonic across decisions).
+        load: Load summed over the model's pods (see `metrics.combine_loads`).
+        month_to_date: Billed spend so far in the budget period.
+        hours_left: Hours until the budget period (the month) ends.
+    """
+
+    now: float
+    load: LoadSample
+    month_to_date: float = 0.0
+    hours_left: float = 720.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GivenUp:
+    """One thing the budget made the policy give up: becomes a BudgetLimited condition/Event."""
+
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Decision:
+    """The policy's output.
+
+    Attributes:
+        variant: Variant to run.
+        pool: Its pool.
+        replicas: Replicas of `variant` to request.
+        rate_per_hour: Billed rate of that fleet (what spend accounting should use from now on).
+        allowed_rate_per_hour: Highest rate the budget allows now (`math.inf` when unlimited).
+        reason: CamelCase: Suspended, ScaledUp, ScaledDown, Steady, VariantSwitched.
+        message: One line for an Event.
+        meets_slo: Whether the modelled p99 at the planned demand meets the SLO.
+        given_up: Non-empty exactly when the budget bound (BudgetLimited=True).
+        keep_previous_until_ready: On a variant switch, keep the old variant serving until the new one
+            is ready (the budget covers both for the start-up time); else remove it at once.
+        state: State to store for the next decision.
+    """
+
+    variant: str
+    pool: str
+    replicas: int
+    rate_per_hour: float
+    allowed_rate_per_hour: float
+    reason: str
+    message: str
+    meets_slo: bool
+    given_up: tuple[GivenUp, ...]
+    keep_previous_until_ready: bool
+    state: PolicyState
+
+    @property
+    def budget_limited(self) -> bool:
+        """True when the budget made the policy give something up."""
+        return bool(self.given_up)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    variant: Variant
+    replicas: int
+    rate: float
+    meets: bool
+
+
+def planned_demand(config: PolicyConfig, load: LoadSample) -> float:
+    """Requests/s to plan capacity for: served rate, backlog to drain and rejections, with headroom.
+
+    Args:
+        config: Policy configuration.
+        load: Observed load.
+
+    Returns:
+        Demand in requests/s.
+    """
+    return (load.request_rate + load.pending / config.drain_s + load.rejected_rate) * config.headroom
+
+
+def _option(config: PolicyConfig, pool: pricing.PoolPrice, v: Variant, demand: float, floor: int) -> _Option:
+    need = queueing.replicas_for_slo(
+        demand,
+        v.throughput_per_s,
+        v.latency_p99_ms,
+        config.slo_p99_ms,
+        config.max_utilization,
+        limit=config.max_replicas,
+    )
+    meets = need is not None
+    n = (
+        config.max_replicas
+        if need is None
+        else min(config.max_replicas, max(need, floor, config.min_replicas))
+    )
+    return _Option(v, n, pricing.fleet_price_per_hour(pool, v.request, n), meets)
+
+
+def _fleet_rate(pools: Mapping[str, pricing.PoolPrice], v: Variant, n: int) -> float:
+    return pricing.fleet_price_per_hour(pools[v.pool], v.request, n)
+
+
+def _bounded(current: int, target: int) -> int:
+    """HPA-style step bounds: up by at most max(100 %, 4 pods), down by at most half."""
+    if target > current:
+        return min(target, max(2 * current, current + 4))
+    if target < current:
+        return max(target, current // 2)
+    return current
+
+
+def _affordable(
+    config: PolicyConfig, pools: Mapping[str, pricing.PoolPrice], variants: Sequence[Variant], allowed: float
+) -> _Option | None:
+    """The SLO-capable variant and count with the most capacity within `allowed` (ties: cheaper)."""
+    best: _Option | None = None
+    for v in variants:
+        if v.latency_p99_ms > config.slo_p99_ms:
+            continue
+        n = config.max_replicas
+        while n > config.min_replicas and _fleet_rate(pools, v, n) > allowed:
+            n -= 1
+        rate = _fleet_rate(pools, v, n)
+        if rate > allowed:
+            continue
+        cand = _Option(v, n, rate, False)
+        if best is None or (n * v.throughput_per_s, -rate) > (
+            best.replicas * best.variant.throughput_per_s,
+            -best.rate,
+        ):
+            best = cand
+    return best
+
+
+def _choose_variant(
+    config: PolicyConfig,
+    state: PolicyState,
+    obs: Observation,
+    current: Variant | None,
+    cheapest: _Option,
+    up: Mapping[str, _Option],
+    hold: Mapping[str, _Option],
+) -> Variant:
+    """Keep the current variant unless it cannot meet the SLO or another is clearly cheaper."""
+    if current is None or (not up[current.name].meets and up[cheapest.variant.name].meets):
+        return cheapest.variant
+    voluntary = (
+        cheapest.variant is not current
+        and cheapest.rate <= config.switch_margin * hold[current.name].rate
+        and obs.now - state.variant_since >= config.variant_hold_s
+    )
+    return cheapest.variant if voluntary else current
+
+
+def _stabilized_replicas(
+    config: PolicyConfig,
+    state: PolicyState,
+    current: Variant | None,
+    choice: Variant,
+    up: Mapping[str, _Option],
+    hold: Mapping[str, _Option],
+) -> int:
+    """Scale up at once, down only to the window's peak need, both within step bounds."""
+    if choice is current:
+        want_up, want_hold = up[choice.name].replicas, hold[choice.name].replicas
+        if want_up > state.replicas:
+            replicas = _bounded(state.replicas, want_up)
+        elif want_hold < state.replicas:
+            replicas = _bounded(state.replicas, want_hold)
+        else:
+            replicas = state.replicas
+    else:
+        replicas = max(up[choice.name].replicas, hold[choice.name].replicas)
+    return min(config.max_replicas, max(config.min_replicas, replicas))
+
+
+def _within_budget(
+    config: PolicyConfig,
+    pools: Mapping[str, pricing.PoolPrice],
+    variants: Sequence[Variant],
+    up: Mapping[str, _Option],
+    preferred: _Option,
+    planned_allowed: float,
+    allowed: float,
+) -> tuple[Variant, int, float, bool, tuple[GivenUp, ...]]:
+    """Degrade in the documented order until the fleet fits the budget."""
+    pv, pn = preferred.variant, preferred.replicas
+    # a. a cheaper variant/pool that still meets the SLO at the current demand.
+    cheaper = [up[v.name] for v in variants if up[v.name].meets and up[v.name].rate <= planned_allowed]
+    if cheaper:
+        best = min(cheaper, key=lambda o: o.rate)
+        if best.variant is not pv:
+            why = GivenUp(
+                reason="CheaperVariant",
+                message=f"runs {best.variant.name} on {best.variant.pool} instead of {pv.name} on {pv.pool} "
+                f"to stay within {planned_allowed:.4f}/h",
+            )
+        else:
+            why = GivenUp(
+                reason="StabilizationSkipped",
+                message=f"scaled {pv.name} to {best.replicas} at once to stay within {planned_allowed:.4f}/h",
+            )
+        return best.variant, best.replicas, best.rate, True, (why,)
+    # b. fewer replicas: the most capacity the budget buys.
+    fewer = _affordable(config, pools, variants, planned_allowed)
+    if fewer is not None:
+        why = GivenUp(
+            reason="FewerReplicas",
+            message=f"runs {fewer.replicas} of {fewer.variant.name} instead of {pn} of {pv.name}; "
+            f"the p99 target of {config.slo_p99_ms:g} ms is not met within {planned_allowed:.4f}/h",
+        )
+        return fewer.variant, fewer.replicas, fewer.rate, False, (why,)
+    # c. the floor wins over the budget: min_replicas of the cheapest (SLO-capable if any) variant.
+    capable = [v for v in variants if v.latency_p99_ms <= config.slo_p99_ms] or list(variants)
+    n = config.min_replicas
+    v = min(capable, key=lambda v: _fleet_rate(pools, v, n))
+    rate = _fleet_rate(pools, v, n)
+    why = GivenUp(
+        reason="BudgetBelowMinimum",
+        message=f"min_replicas={n} of {v.name} costs {rate:.4f}/h, "
+        f"more than the {allowed:.4f}/h the budget allows",
+    )
+    return v, n, rate, False, (why,)
+
+
+def decide(
+    config: PolicyConfig,
+    variants: Sequence[Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    budget: budgets.Budget,
+    state: PolicyState,
+    obs: Observation,
+) -> Decision:
+    """Decide variant and replicas for one model.
+
+    Args:
+        config: Policy configuration.
+        variants: Deployable variants (their pools must be in `pools`); order breaks cost ties.
+        pools: Pool catalogue by name.
+        budget: Effective budget (own caps combined with the namespace share, see `budgets`).
+        state: State from the previous decision (`PolicyState()` the first time).
+        obs: Measurements now.
+
+    Returns:
+        The decision, including the next state.
+
+    Raises:
+        ValueError: If `variants` is empty or names a pool missing from `pools`.
+    """
+    if not variants:
+        raise ValueError("at least one variant is needed")
+    for v in variants:
+        if v.pool not in pools:
+            raise ValueError(f"variant {v.name!r} runs on unknown pool {v.pool!r}")
+    by_name = {v.name: v for v in variants}
+    current = by_name.get(state.variant)
+    allowed = budgets.allowed_rate_per_hour(budget, obs.month_to_date, obs.hours_left)
+    planned_allowed = allowed * config.budget_safety if math.isfinite(allowed) else allowed
+
+    if config.suspended:
+        v = current or variants[0]
+        new_state = PolicyState(variant=v.name, replicas=0, variant_since=state.variant_since)
+        return Decision(
+            variant=v.name,
+            pool=v.pool,
+            replicas=0,
+            rate_per_hour=0.0,
+            allowed_rate_per_hour=allowed,
+            reason="Suspended",
+            message="scaled to zero: the model is suspended",
+            meets_slo=False,
+            given_up=(),
+            keep_previous_until_ready=False,
+            state=new_state,
+        )
+
+    demand = planned_demand(config, obs.load)
+    window_start = obs.now - config.scale_down_stabilization_s
+    history = (*(h for h in state.demand_history if h[0] > window_start), (obs.now, demand))
+    hold_demand = max(d for _, d in history)
+    queue_target = config.queue_time_target_us or config.slo_p99_ms * 100.0
+    # Triton's queue time says the model underestimates the need: one replica more than now.
+    queue_floor = state.replicas + 1 if obs.load.queue_us_per_request > queue_target and current else 0
+
+    up = {
+        v.name: _option(config, pools[v.pool], v, demand, queue_floor if v is current else 0)
+        for v in variants
+    }
+    hold = {v.name: _option(config, pools[v.pool], v, hold_demand, 0) for v in variants}
+
+    # Cheapest variant that meets the SLO at the stabilized (peak-of-window) demand.
+    meeting = [hold[v.name] for v in variants if hold[v.name].meets]
+    cheapest = (
+        min(meeting, key=lambda o: o.rate)
+        if meeting
+        else max(hold.values(), key=lambda o: o.replicas * o.variant.throughput_per_s)
+    )
+
+    choice = _choose_variant(config, state, obs, current, cheapest, up, hold)
+    replicas = _stabilized_replicas(config, state, current, choice, up, hold)
+    meets = up[choice.name].meets and replicas >= up[choice.name].replicas
+    rate = _fleet_rate(pools, choice, replicas)
+
+    given_up: tuple[GivenUp, ...] = ()
+    if rate > planned_allowed:
+        choice, replicas, rate, meets, given_up = _within_budget(
+            config, pools, variants, up, _Option(choice, replicas, rate, meets), planned_allowed, allowed
+        )
+
+    switched = current is not None and choice is not current
+    keep_previous = False
+    if switched and current is not None:
+        keep_previous = rate + _fleet_rate(pools, current, state.replicas) <= planned_allowed
+    if current is None or switched:
+        reason = "VariantSwitched" if switched else "ScaledUp"
+        message = f"runs {replicas} replicas of {choice.name} on {choice.pool} at {rate:.4f}/h"
+        variant_since = obs.now
+    else:
+        variant_since = state.variant_since
+        reason = (
+            "ScaledUp"
+            if replicas > state.replicas
+            else "ScaledDown"
+            if replicas < state.replicas
+            else "Steady"
+        )
+        message = (
+            f"{state.replicas} -> {replicas} replicas of {choice.name} at {rate:.4f}/h for {demand:.1f} req/s"
+        )
+    if switched:
+        # A new variant starts a new stabilization history.
+        history = ((obs.now, demand),)
+    new_state = PolicyState(
+        variant=choice.name, replicas=replicas, demand_history=history, variant_since=variant_since
+    )
+    return Decision(
+        variant=choice.name,
+        pool=choice.pool,
+        replicas=replicas,
+        rate_per_hour=rate,
+        allowed_rate_per_hour=allowed,
+        reason=reason,
+        message=message,
+        meets_slo=meets,
+        given_up=given_up,
+        keep_previous_until_ready=keep_previous,
+        state=new_state,
+    )

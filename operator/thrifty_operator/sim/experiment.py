@@ -1,0 +1,132 @@
+"""One benchmark scenario: all policies on one load, with the results as JSON-friendly dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..cost import budgets, pricing
+from . import baselines, oracle, simulate
+from .catalog import CapacityModel
+
+POLICIES = ("thrifty", "static-peak", "hpa", "keda", "oracle")
+HOURS_PER_MONTH = 730.0
+
+
+def period_budget(per_hour: float | None, per_month: float | None, seconds: int) -> budgets.Budget:
+    """The budget for a simulated period: the monthly cap pro-rated by `seconds / 730 h`."""
+    month = None if per_month is None else per_month * seconds / 3600 / HOURS_PER_MONTH
+    return budgets.Budget(per_hour=per_hour, per_month=month)
+
+
+def run_all(
+    counts: npt.NDArray[np.int64],
+    capacity: CapacityModel,
+    pools: Mapping[str, pricing.PoolPrice],
+    cfg: simulate.SimConfig,
+    policies: Sequence[str] = POLICIES,
+) -> dict[str, Any]:
+    """Run the policies on one load.
+
+    Args:
+        counts: Requests per second.
+        capacity: Variants and the selected one.
+        pools: Pool catalogue.
+        cfg: Simulation settings (budget already pro-rated to the period).
+        policies: Names from `POLICIES`.
+
+    Returns:
+        {"policies": {name: metrics}, "load": {...}} with per-minute series for the plot.
+    """
+    variants = capacity.variants
+    selected = capacity.variant(capacity.selected)
+    n = len(counts)
+    period_h = n / 3600
+    w = cfg.window_s
+    minutes = n // w
+    per_minute = counts[: minutes * w].reshape(minutes, w).mean(axis=1)
+    initial_rate = float(per_minute[0]) if minutes else 0.0
+    results: dict[str, Any] = {}
+    o1 = oracle.cheapest(
+        counts, variants, pools, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas, cfg.max_replicas
+    )
+
+    sel_pool = pools[selected.pool]
+    cap = baselines.budget_max_replicas(sel_pool, selected, cfg.budget, period_h, cfg.max_replicas)
+    start = max(1, min(cap, math.ceil(initial_rate / (0.7 * selected.throughput_per_s))))
+    for name in policies:
+        controller: simulate.Controller
+        if name == "thrifty":
+            controller = baselines.Thrifty(variants, pools, cfg, initial_rate=initial_rate)
+        elif name == "static-peak":
+            # Cheapest variant for the peak window's need, capped by the budget.
+            best: tuple[float, str, int] | None = None
+            for v in variants:
+                needs = oracle.window_needs(
+                    counts, v, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas
+                )
+                if (needs < 0).any():
+                    continue
+                k = min(
+                    int(needs.max()),
+                    baselines.budget_max_replicas(pools[v.pool], v, cfg.budget, period_h, cfg.max_replicas),
+                )
+                rate = pricing.fleet_price_per_hour(pools[v.pool], v.request, k)
+                if best is None or rate < best[0]:
+                    best = (rate, v.name, k)
+            if best is None:
+                continue
+            controller = baselines.StaticPeak(best[1], best[2])
+        elif name == "hpa":
+            controller = baselines.HpaLike(selected, cfg, cap, start)
+        elif name == "keda":
+            controller = baselines.KedaLike(selected, cfg, cap, start)
+        elif name == "oracle":
+            results["oracle"] = _plan_dict(o1, w)
+            if not cfg.budget.unlimited:
+                o2 = oracle.best_within_budget(
+                    counts,
+                    variants,
+                    pools,
+                    cfg.slo_ms,
+                    cfg.budget,
+                    w,
+                    cfg.min_window_requests,
+                    cfg.min_replicas,
+                    cfg.max_replicas,
+                )
+                results["oracle-budget"] = _plan_dict(o2, w)
+            continue
+        else:
+            raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+        r = simulate.run(controller, counts, variants, pools, cfg)
+        results[name] = dataclasses.asdict(r)
+    return {
+        "policies": results,
+        "load": {
+            "seconds": n,
+            "requests": int(counts.sum()),
+            "mean_rps": float(counts.mean()),
+            "peak_to_mean_per_minute": float(per_minute.max() / per_minute.mean()) if minutes else 1.0,
+            "rps_per_minute": [float(x) for x in per_minute],
+        },
+        "oracle_cost": o1.total_cost,
+    }
+
+
+def _plan_dict(plan: oracle.Plan, window_s: int) -> dict[str, Any]:
+    return {
+        "policy": plan.name,
+        "total_cost": plan.total_cost,
+        "budget_overrun": 0.0,
+        "budget_overrun_windows": 0,
+        "slo_attainment": plan.slo_attainment,
+        "scaling_actions": plan.scaling_actions,
+        "replicas_per_minute": [float(r) for r in plan.replicas],
+        "variants_per_minute": list(plan.variant),
+    }

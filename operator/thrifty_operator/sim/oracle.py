@@ -1,0 +1,262 @@
+"""Offline oracles that know the whole trace (cost.md §5.3).
+
+Both use the simulator's SLO rule: a 60-s window meets the SLO when at most 1 % of its requests are
+late, a second with `a` arrivals on `c` ready replicas having `queueing.late_fraction(a, c)` late.
+
+* O1 (`cheapest`): the cheapest plan that meets the SLO in every window, by dynamic programming over
+  (variant, replicas) per window. It is feasible: an added replica is billed for its pool's start-up
+  time before it serves (the oracle launches it early), a switched-away variant keeps serving (and is
+  billed) during the new one's start-up. No backlog, no billing minimum within a 60-s window.
+* O2 (`best_within_budget`): the most SLO-met windows within the budget, ignoring start-up billing
+  (an upper bound). Every window runs at least the cheapest `min_replicas` fleet; meeting window w costs
+  `extra_w` more. An hourly cap forbids meeting windows whose rate exceeds it; the period cap is a
+  knapsack with unit values, solved exactly by taking the cheapest extras first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ..cost import budgets, policy, pricing
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A per-window provisioning plan and its metrics."""
+
+    name: str
+    variant: tuple[str, ...]
+    replicas: tuple[int, ...]
+    total_cost: float
+    slo_attainment: float
+    scaling_actions: int
+
+
+def _late_table(
+    values: npt.NDArray[np.int64], v: policy.Variant, slo_ms: float, nmax: int
+) -> npt.NDArray[np.float64]:
+    """late[i, c]: late share of a second with values[i] arrivals on c replicas."""
+    table = np.ones((len(values), nmax + 1))
+    mu = v.throughput_per_s
+    for i, a in enumerate(values):
+        if a == 0:
+            table[i, :] = 0.0
+            continue
+        b = 1.0  # Erlang B, built up one server at a time
+        offered = a / mu
+        for c in range(1, nmax + 1):
+            b = offered * b / (c + offered * b)
+            if a >= c * mu:
+                continue
+            slack = (slo_ms - v.latency_p99_ms) / 1000.0
+            if slack < 0:
+                break
+            wait = b / (1.0 - offered / c * (1.0 - b))
+            table[i, c] = wait * math.exp(-(c * mu - a) * slack)
+            if table[i, c] < 1e-9:
+                table[i, c + 1 :] = 0.0
+                break
+    return table
+
+
+def window_needs(
+    counts: npt.NDArray[np.int64],
+    v: policy.Variant,
+    slo_ms: float,
+    window_s: int,
+    min_requests: int,
+    min_replicas: int,
+    max_replicas: int = 100,
+) -> npt.NDArray[np.int64]:
+    """Fewest replicas of `v` per window that meet the SLO (-1 where `max_replicas` cannot).
+
+    Args:
+        counts: Requests per second.
+        v: Variant.
+        slo_ms: p99 target.
+        window_s: Window length.
+        min_requests: Windows with fewer requests need only `min_replicas`.
+        min_replicas: Floor.
+        max_replicas: Ceiling.
+
+    Returns:
+        Replicas per window.
+    """
+    n = len(counts) // window_s
+    c = counts[: n * window_s].reshape(n, window_s)
+    values, inverse = np.unique(c, return_inverse=True)
+    nmax = min(max_replicas, math.ceil(float(values.max()) / v.throughput_per_s) + 8)
+    table = _late_table(values, v, slo_ms, nmax)
+    idx = inverse.reshape(n, window_s)
+    total = c.sum(axis=1).astype(np.float64)
+    out = np.full(n, -1, dtype=np.int64)
+    for w in range(n):
+        if total[w] < min_requests:
+            out[w] = min_replicas
+            continue
+        late = c[w].astype(np.float64) @ table[idx[w]]
+        ok = np.nonzero(late <= 0.01 * total[w])[0]
+        if len(ok):
+            out[w] = max(min_replicas, int(ok[0]))
+    return out
+
+
+def _eligible(counts: npt.NDArray[np.int64], window_s: int, min_requests: int) -> npt.NDArray[np.bool_]:
+    n = len(counts) // window_s
+    sums = counts[: n * window_s].reshape(n, window_s).sum(axis=1)
+    eligible: npt.NDArray[np.bool_] = sums >= min_requests
+    return eligible
+
+
+def _unit(pools: Mapping[str, pricing.PoolPrice], v: policy.Variant) -> float:
+    pool = pools[v.pool]
+    return pool.price_per_hour / pricing.replicas_per_node(pool, v.request)
+
+
+def cheapest(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+) -> Plan:
+    """O1: the cheapest feasible plan meeting the SLO in every window it can.
+
+    Args:
+        counts: Requests per second.
+        variants: Variants.
+        pools: Pool catalogue.
+        slo_ms: p99 target.
+        window_s: Window length.
+        min_requests: Eligibility threshold.
+        min_replicas: Floor.
+        max_replicas: Ceiling.
+
+    Returns:
+        The plan.
+    """
+    needs = [
+        window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
+    ]
+    n_windows = len(needs[0])
+    # States: (variant, replicas) up to the variant's largest need.
+    states: list[tuple[int, int]] = []
+    for i, nd in enumerate(needs):
+        top = max(min_replicas, int(nd.max()))
+        states.extend((i, k) for k in range(min_replicas, top + 1))
+    size = len(states)
+    rate = np.array(
+        [pricing.fleet_price_per_hour(pools[variants[i].pool], variants[i].request, k) for i, k in states]
+    )
+    trans = np.zeros((size, size))
+    for a, (i, k) in enumerate(states):
+        for b, (j, m) in enumerate(states):
+            vj = variants[j]
+            start_h = pools[vj.pool].startup_s / 3600
+            if i == j:
+                trans[a, b] = max(0, m - k) * _unit(pools, vj) * start_h
+            else:
+                trans[a, b] = (m * _unit(pools, vj) + k * _unit(pools, variants[i])) * start_h
+    state_v = np.array([i for i, _ in states])
+    state_k = np.array([k for _, k in states])
+    # A window no variant can meet runs the most capacity of any variant instead.
+    all_bad = np.all([nd < 0 for nd in needs], axis=0)
+    value = np.zeros(size)
+    back = np.zeros((n_windows, size), dtype=np.int64)
+    for w in range(n_windows):
+        need_w = np.array([needs[i][w] for i in range(len(variants))])[state_v]
+        feasible = (state_k >= need_w) & (need_w >= 0)
+        if all_bad[w]:
+            feasible = state_k == state_k.max()
+        cost_w = np.where(feasible, rate * window_s / 3600, np.inf)
+        if w == 0:
+            value = cost_w
+            continue
+        total = value[:, None] + trans
+        back[w] = np.argmin(total, axis=0)
+        value = total[back[w], np.arange(size)] + cost_w
+    path = [int(np.argmin(value))]
+    for w in range(n_windows - 1, 0, -1):
+        path.append(int(back[w][path[-1]]))
+    path.reverse()
+    eligible = _eligible(counts, window_s, min_requests)
+    met = eligible & ~all_bad
+    return Plan(
+        name="oracle",
+        variant=tuple(variants[states[p][0]].name for p in path),
+        replicas=tuple(states[p][1] for p in path),
+        total_cost=float(value.min()),
+        slo_attainment=float(met.sum() / eligible.sum()) if eligible.any() else 1.0,
+        scaling_actions=sum(1 for a, b in zip(path, path[1:], strict=False) if a != b),
+    )
+
+
+def best_within_budget(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    budget: budgets.Budget,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+) -> Plan:
+    """O2: the most SLO-met windows within the budget.
+
+    Args:
+        counts: Requests per second.
+        variants: Variants.
+        pools: Pool catalogue.
+        slo_ms: p99 target.
+        budget: Caps (`per_month` for the whole period).
+        window_s: Window length.
+        min_requests: Eligibility threshold.
+        min_replicas: Floor.
+        max_replicas: Ceiling.
+
+    Returns:
+        The plan.
+    """
+    n_windows = len(counts) // window_s
+    best_rate = np.full(n_windows, np.inf)
+    best = [("", 0)] * n_windows
+    for v in variants:
+        nd = window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas)
+        for w, k in enumerate(nd):
+            if k >= 0:
+                r = pricing.fleet_price_per_hour(pools[v.pool], v.request, int(k))
+                if r < best_rate[w]:
+                    best_rate[w], best[w] = r, (v.name, int(k))
+    floor_v = min(
+        variants, key=lambda v: pricing.fleet_price_per_hour(pools[v.pool], v.request, min_replicas)
+    )
+    floor_rate = pricing.fleet_price_per_hour(pools[floor_v.pool], floor_v.request, min_replicas)
+    eligible = _eligible(counts, window_s, min_requests)
+    hour_cap = budget.per_hour if budget.per_hour is not None else math.inf
+    can_meet = np.isfinite(best_rate) & (best_rate <= hour_cap) & eligible
+    base = floor_rate * n_windows * window_s / 3600
+    remaining = (budget.per_month - base) if budget.per_month is not None else math.inf
+    extra = np.where(can_meet, np.maximum(best_rate - floor_rate, 0.0) * window_s / 3600, np.inf)
+    chosen = np.zeros(n_windows, dtype=np.bool_)
+    for w in np.argsort(extra):
+        if can_meet[w] and extra[w] <= remaining:
+            chosen[w] = True
+            remaining -= float(extra[w])
+    plan = [best[w] if chosen[w] else (floor_v.name, min_replicas) for w in range(n_windows)]
+    return Plan(
+        name="oracle-budget",
+        variant=tuple(p[0] for p in plan),
+        replicas=tuple(p[1] for p in plan),
+        total_cost=base + float(extra[chosen].sum()),
+        slo_attainment=float((chosen & eligible).sum() / eligible.sum()) if eligible.any() else 1.0,
+        scaling_actions=sum(1 for a, b in zip(plan, plan[1:], strict=False) if a != b),
+    )

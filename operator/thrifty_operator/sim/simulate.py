@@ -1,0 +1,376 @@
+"""Time-step simulator: replays per-second arrivals against a controller and a replica fleet.
+
+Model (stated, not measured):
+
+* Time step 1 s. Arrivals in a second are Poisson at that second's count; a serving pool of `c` ready
+  replicas is M/M/c (`cost.queueing`), so a request's p99 latency is the profiled p99 service time
+  plus the Erlang-C p99 wait, plus the time to drain any backlog carried in from earlier seconds
+  (fluid queue: backlog grows when arrivals exceed `c * mu`). A pool with no ready replica keeps
+  requests in its backlog; none are dropped.
+* A scale-up launches replicas at once: they are billed from launch and serve after the pool's
+  `startup_s` (default 120 s GPU, 60 s CPU: scheduling, image pull, model load). A scale-down removes
+  the youngest replicas first (not-ready ones first) and stops their billing at once, except that
+  every replica is billed at least 60 s (AWS per-second billing with a 60-s minimum).
+* Billing is by whole nodes (`pricing.fleet_price_per_hour`), the number budgets are enforced on.
+* Controllers see Triton counters through `cost.metrics`: each sync the rate over the last 30 s.
+* SLO: a 60-s window with at least `min_window_requests` requests meets it when the request-weighted
+  99th percentile of its per-second p99 latencies is at most the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..cost import budgets, metrics, policy, pricing, queueing
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SimConfig:
+    """Simulation settings.
+
+    Attributes:
+        slo_ms: p99 latency target.
+        budget: Caps; `per_month` is the cap for the whole simulated period (the CLI pro-rates it).
+        sync_s: Controller period.
+        metrics_window_s: Rate window of the load the controllers see.
+        window_s: SLO window.
+        min_window_requests: Windows with fewer requests are not counted.
+        billing_minimum_s: Minimum billed life of a replica.
+        min_replicas: Floor for every policy.
+        max_replicas: Ceiling for every policy.
+    """
+
+    slo_ms: float
+    budget: budgets.Budget = budgets.UNLIMITED
+    sync_s: int = 15
+    metrics_window_s: int = 30
+    window_s: int = 60
+    min_window_requests: int = 20
+    billing_minimum_s: float = 60.0
+    min_replicas: int = 1
+    max_replicas: int = 100
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Target:
+    """What a controller wants: `replicas` of `variant`.
+
+    `keep_previous`: keep other variants serving until this one has `replicas` ready.
+    """
+
+    variant: str
+    replicas: int
+    keep_previous: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class View:
+    """What a controller sees at a sync."""
+
+    now: float
+    load: metrics.LoadSample
+    ready: int
+    spent: float
+    hours_left: float
+
+
+class Controller(Protocol):
+    """A scaling policy under test."""
+
+    name: str
+
+    def initial(self) -> Target:
+        """Fleet at time 0 (ready from the start, as if it had run before the trace)."""
+        ...
+
+    def step(self, view: View) -> Target:
+        """Decide at one sync."""
+        ...
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunResult:
+    """Metrics of one run (JSON-friendly)."""
+
+    policy: str
+    total_cost: float
+    cost_per_million_requests: float
+    budget_overrun: float
+    budget_overrun_windows: int
+    slo_attainment: float
+    eligible_windows: int
+    scaling_actions: int
+    cold_starts: int
+    mean_replicas: float
+    replicas_per_minute: list[float]
+    cumulative_spend_per_minute: list[float]
+    variant_seconds: dict[str, float]
+    budget_limited_syncs: int = 0
+
+
+@functools.lru_cache(maxsize=400_000)
+def _late(rate: int, servers: int, mu: float, p99: float, slo_ms: float) -> float:
+    return queueing.late_fraction(float(rate), servers, mu, p99, slo_ms)
+
+
+@functools.lru_cache(maxsize=400_000)
+def _mean_wait(rate: int, servers: int, mu: float) -> float:
+    return queueing.mean_wait_ms(float(rate), servers, mu)
+
+
+def window_attainment(
+    counts: npt.NDArray[np.int64], late: npt.NDArray[np.float64], window_s: int, min_requests: int
+) -> tuple[float, int, npt.NDArray[np.bool_]]:
+    """Share of eligible windows whose p99 latency meets the SLO.
+
+    A window's p99 meets the target exactly when at most 1 % of its requests are late.
+
+    Args:
+        counts: Requests per second.
+        late: Share of each second's requests slower than the target.
+        window_s: Window length.
+        min_requests: Eligibility threshold.
+
+    Returns:
+        (attainment in [0, 1], eligible windows, met flag per window).
+    """
+    n = len(counts) // window_s
+    c = counts[: n * window_s].reshape(n, window_s).astype(np.float64)
+    total = c.sum(axis=1)
+    late_requests = (c * late[: n * window_s].reshape(n, window_s)).sum(axis=1)
+    eligible = total >= min_requests
+    met: npt.NDArray[np.bool_] = ~eligible | (late_requests <= 0.01 * total)
+    count = int(eligible.sum())
+    return (float((met & eligible).sum()) / count if count else 1.0), count, met
+
+
+def rolling_overrun(
+    spend_per_s: npt.NDArray[np.float64], budget: budgets.Budget, step_s: int = 60
+) -> tuple[float, int]:
+    """Budget overrun: amount and number of violating windows.
+
+    Hourly cap: every rolling hour (starting every `step_s`) must stay within `per_hour`; a trace
+    shorter than an hour is one window with the cap pro-rated. Period cap: the total must stay within
+    `per_month` (already pro-rated to the period). Amount = sum of the excesses.
+
+    Args:
+        spend_per_s: Spend billed in each second.
+        budget: Caps.
+        step_s: Start step of the rolling windows.
+
+    Returns:
+        (overrun amount, violating windows).
+    """
+    amount, windows = 0.0, 0
+    cum = np.concatenate(([0.0], np.cumsum(spend_per_s)))
+    if budget.per_hour is not None:
+        length = min(3600, len(spend_per_s))
+        cap = budget.per_hour * length / 3600 * (1 + 1e-9)
+        starts = np.arange(0, len(spend_per_s) - length + 1, step_s)
+        excess = cum[starts + length] - cum[starts] - cap
+        amount += float(excess[excess > 0].sum())
+        windows += int((excess > 0).sum())
+    if budget.per_month is not None and cum[-1] > budget.per_month * (1 + 1e-9):
+        amount += float(cum[-1] - budget.per_month)
+        windows += 1
+    return amount, windows
+
+
+class _Fleet:
+    """Replicas per variant as (launch time, ready time), with billing."""
+
+    def __init__(
+        self,
+        variants: Sequence[policy.Variant],
+        pools: Mapping[str, pricing.PoolPrice],
+        spend: npt.NDArray[np.float64],
+        billing_minimum_s: float,
+    ) -> None:
+        self.by_name = {v.name: v for v in variants}
+        self.pools = pools
+        self.reps: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
+        self.spend = spend
+        self.billing_minimum_s = billing_minimum_s
+        self.cold_starts = 0
+
+    def ready(self, name: str, now: float) -> int:
+        return sum(1 for r in self.reps[name] if r[1] <= now)
+
+    def _unit_price(self, v: policy.Variant) -> float:
+        pool = self.pools[v.pool]
+        return pool.price_per_hour / pricing.replicas_per_node(pool, v.request)
+
+    def scale(self, name: str, replicas: int, now: float) -> None:
+        have = self.reps[name]
+        if replicas > len(have):
+            v = self.by_name[name]
+            start = self.pools[v.pool].startup_s
+            self.reps[name] = have + [(now, now + start)] * (replicas - len(have))
+            self.cold_starts += replicas - len(have)
+            return
+        ordered = sorted(have, key=lambda r: r[1])  # keep the oldest ready ones
+        for launch, _ready in ordered[replicas:]:
+            age = now - launch
+            if age < self.billing_minimum_s:
+                # Billed for at least the minimum: charge the rest now.
+                idx = min(int(now), len(self.spend) - 1)
+                self.spend[idx] += (
+                    (self.billing_minimum_s - age) * self._unit_price(self.by_name[name]) / 3600
+                )
+        self.reps[name] = ordered[:replicas]
+
+    def drop_others(self, keep: str, now: float) -> None:
+        for other in self.reps:
+            if other != keep and self.reps[other]:
+                self.scale(other, 0, now)
+
+    def rate_per_hour(self) -> float:
+        total = 0.0
+        for name, reps in self.reps.items():
+            if reps:
+                v = self.by_name[name]
+                total += pricing.fleet_price_per_hour(self.pools[v.pool], v.request, len(reps))
+        return total
+
+    def serving(self, now: float) -> tuple[policy.Variant | None, float]:
+        """The variant with most ready capacity (its latency profile serves) and total capacity."""
+        cap, main, main_cap = 0.0, None, 0.0
+        for name in self.reps:
+            v = self.by_name[name]
+            c = self.ready(name, now) * v.throughput_per_s
+            cap += c
+            if c > main_cap:
+                main, main_cap = v, c
+        return main, cap
+
+
+def run(
+    controller: Controller,
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    cfg: SimConfig,
+) -> RunResult:
+    """Replay `counts` against `controller`.
+
+    Args:
+        controller: Policy under test.
+        counts: Requests arriving in each second.
+        variants: Variants the controller may name.
+        pools: Pool catalogue.
+        cfg: Settings.
+
+    Returns:
+        The run's metrics.
+    """
+    n = len(counts)
+    period_h = n / 3600
+    spend = np.zeros(n)
+    late = np.zeros(n)
+    replicas_series = np.zeros(n)
+    fleet = _Fleet(variants, pools, spend, cfg.billing_minimum_s)
+    target = controller.initial()
+    fleet.reps[target.variant] = [(-1e9, -1e9)] * target.replicas
+    variant_seconds = dict.fromkeys(fleet.by_name, 0.0)
+    draining = False  # other variants serve until `target` is ready
+    backlog = success = queue_us = duration_us = 0.0
+    snaps: list[metrics.TritonCounters] = []
+    actions = limited = 0
+    spent = 0.0
+
+    for s in range(n):
+        now = float(s)
+        if s % cfg.sync_s == 0 and s >= cfg.metrics_window_s:
+            load = metrics.load_between(snaps[s - cfg.metrics_window_s], snaps[-1])
+            view = View(
+                now=now,
+                load=load,
+                ready=fleet.ready(target.variant, now),
+                spent=spent,
+                hours_left=max(period_h - now / 3600, 1e-6),
+            )
+            new = controller.step(view)
+            limited += bool(getattr(controller, "last_limited", False))
+            if (new.variant, new.replicas) != (target.variant, target.replicas):
+                actions += 1
+            fleet.scale(new.variant, new.replicas, now)
+            target, draining = new, new.keep_previous
+            if not draining:
+                fleet.drop_others(new.variant, now)
+        if draining and fleet.ready(target.variant, now) >= target.replicas:
+            fleet.drop_others(target.variant, now)
+            draining = False
+
+        rate_h = fleet.rate_per_hour()
+        spend[s] += rate_h / 3600
+        spent += float(spend[s])
+        for name, reps in fleet.reps.items():
+            variant_seconds[name] += len(reps)
+            replicas_series[s] += len(reps)
+
+        a = int(counts[s])
+        main, cap = fleet.serving(now)
+        if main is None:
+            backlog += a
+            late[s] = 1.0 if a else 0.0
+            served = wait = 0.0
+        else:
+            servers = max(1, round(cap / main.throughput_per_s))
+            carried_ms = 1000.0 * backlog / cap
+            total = backlog + a
+            served = min(total, cap)
+            backlog = total - served
+            if a < cap:
+                if carried_ms:
+                    late[s] = queueing.late_fraction(
+                        a, servers, main.throughput_per_s, main.latency_p99_ms, cfg.slo_ms, carried_ms
+                    )
+                else:
+                    late[s] = _late(a, servers, main.throughput_per_s, main.latency_p99_ms, cfg.slo_ms)
+                wait = _mean_wait(a, servers, main.throughput_per_s) + carried_ms
+            else:
+                # At or above capacity M/M/c is unstable: the second's requests are late.
+                late[s] = 1.0
+                wait = 1000.0 * backlog / cap
+            duration_us += served * (main.latency_p50_ms + wait) * 1000
+        success += served
+        queue_us += served * wait * 1000
+        snaps.append(
+            metrics.TritonCounters(
+                timestamp=now + 1,
+                request_success=success,
+                queue_duration_us=queue_us,
+                request_duration_us=duration_us,
+                pending=backlog,
+            )
+        )
+
+    attainment, eligible, _ = window_attainment(counts, late, cfg.window_s, cfg.min_window_requests)
+    overrun, windows = rolling_overrun(spend, cfg.budget)
+    total_cost = float(spend.sum())
+    minutes = max(1, n // 60)
+    cum = np.cumsum(spend)
+    return RunResult(
+        policy=controller.name,
+        total_cost=total_cost,
+        cost_per_million_requests=total_cost / max(1, int(counts.sum())) * 1e6,
+        budget_overrun=overrun,
+        budget_overrun_windows=windows,
+        slo_attainment=attainment,
+        eligible_windows=eligible,
+        scaling_actions=actions,
+        cold_starts=fleet.cold_starts,
+        mean_replicas=float(replicas_series.mean()),
+        replicas_per_minute=[
+            float(x) for x in replicas_series[: minutes * 60].reshape(minutes, 60).mean(axis=1)
+        ],
+        cumulative_spend_per_minute=[float(cum[min(n - 1, (m + 1) * 60 - 1)]) for m in range(minutes)],
+        variant_seconds=variant_seconds,
+        budget_limited_syncs=limited,
+    )

@@ -1,0 +1,47 @@
+"""`thrifty-testbed up|down|status|env`: manage the local control plane from the shell (and `make`)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from . import cluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="thrifty-testbed", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--state-dir", type=pathlib.Path, default=cluster.DEFAULT_STATE_DIR)
+    parser.add_argument("--bin-dir", type=pathlib.Path, default=cluster.DEFAULT_BIN_DIR)
+    args = parser.parse_args(argv)
+    local = cluster.LocalCluster(args.state_dir, args.bin_dir)
+    try:
+        if args.command == "up":
+            was_running = local.is_running()
+            kubeconfig = local.start()
+            print(
+                ("reused running" if was_running else "started") + f" local cluster at {local.server}",
+                file=sys.stderr,
+            )
+            print(kubeconfig)
+        elif args.command == "down":
+            local.stop()
+            print("local cluster stopped", file=sys.stderr)
+        elif args.command == "status":
+            running = local.is_running()
+            print(f"running at {local.server}" if running else "not running")
+            return 0 if running else 1
+        else:
+            print(local.kubeconfig)
+    except cluster.ClusterError as err:
+        print(f"thrifty-testbed: {err}", file=sys.stderr)
+        for tail in local.log_tail(20):
+            print(tail, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

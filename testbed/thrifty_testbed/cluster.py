@@ -1,0 +1,408 @@
+"""A real local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK.
+
+Processes run detached (their own session) so `make cluster-up` returns while the cluster keeps running;
+their PIDs, ports and logs live in the state folder. Starting is idempotent: a healthy running cluster is
+reused as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.resources
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import yaml
+
+from . import nodes, pki
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = REPO_ROOT / ".testbed" / "cluster"
+DEFAULT_BIN_DIR = REPO_ROOT / ".testbed" / "bin"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Pods with this label are run by thrifty_testbed.kubelet as local processes; KWOK leaves them alone.
+LOCAL_KUBELET_LABEL = "testbed.thrifty.dev/kubelet"
+_NO_PROXY = "127.0.0.1,localhost,::1"
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not be started or reached."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ports:
+    """Loopback ports of one cluster instance."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); check its state.
+    with contextlib.suppress(OSError):
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def kwok_stages() -> str:
+    """KWOK's fast node and pod stages, with pod stages skipping pods the local kubelet runs."""
+    documents: list[dict[str, Any]] = []
+    folder = importlib.resources.files("thrifty_testbed") / "kwok"
+    for name in ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete"):
+        stage = yaml.safe_load((folder / f"{name}.yaml").read_text())
+        if stage["spec"]["resourceRef"]["kind"] == "Pod":
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {"key": f'.metadata.labels["{LOCAL_KUBELET_LABEL}"]', "operator": "DoesNotExist"}
+            )
+        documents.append(stage)
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+class LocalCluster:
+    """One local control plane, described by its state folder."""
+
+    def __init__(
+        self, state_dir: pathlib.Path = DEFAULT_STATE_DIR, bin_dir: pathlib.Path = DEFAULT_BIN_DIR
+    ) -> None:
+        self.state_dir = state_dir.resolve()
+        self.bin_dir = bin_dir
+        self.kubeconfig = self.state_dir / "kubeconfig"
+        self.logs = self.state_dir / "logs"
+        self._state_file = self.state_dir / "state.json"
+        self._pki = pki.ensure_pki(self.state_dir / "pki") if self.state_dir.exists() else None
+
+    # ------------------------------------------------------------------ inspection
+
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return state
+
+    def _env(self) -> dict[str, str]:
+        # kwok reads ~/.kwok and kubectl ~/.kube: keep both out by pointing HOME at the state folder.
+        return dict(os.environ, HOME=str(self.state_dir), NO_PROXY=_NO_PROXY, no_proxy=_NO_PROXY)
+
+    def _ssl(self) -> ssl.SSLContext:
+        assert self._pki is not None
+        ctx = ssl.create_default_context(cafile=str(self._pki.ca_cert))
+        ctx.load_cert_chain(str(self._pki.admin_cert), str(self._pki.admin_key))
+        return ctx
+
+    def _get(self, url: str, ctx: ssl.SSLContext | None = None) -> str | None:
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=3) as response:  # noqa: S310 - loopback only
+                body: bytes = response.read()
+                return body.decode()
+        except (OSError, urllib.error.URLError):
+            return None
+
+    def is_running(self) -> bool:
+        """Whether every component runs and the API server reports ready."""
+        state = self._state()
+        if not state or not all(_pid_alive(pid) for pid in state["pids"].values()):
+            return False
+        return self._get(f"https://127.0.0.1:{state['ports']['apiserver']}/readyz", self._ssl()) == "ok"
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        state = self._state()
+        if not state:
+            raise ClusterError("the local cluster is not running")
+        return f"https://127.0.0.1:{state['ports']['apiserver']}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 180.0) -> pathlib.Path:
+        """Start the cluster unless a healthy one runs already; return the kubeconfig path."""
+        if self.is_running():
+            return self.kubeconfig
+        self.stop()
+        for binary in (*COMPONENTS, "kubectl"):
+            if not (self.bin_dir / binary).exists():
+                raise ClusterError(
+                    f"{self.bin_dir / binary} is missing: run `make binaries` (tools/build.sh)"
+                )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self._pki = pki.ensure_pki(self.state_dir / "pki")
+        ports = Ports(
+            etcd_client=_free_port(),
+            etcd_peer=_free_port(),
+            apiserver=_free_port(),
+            controller_manager=_free_port(),
+            scheduler=_free_port(),
+            kwok=_free_port(),
+        )
+        pids: dict[str, int] = {}
+        self._state_file.write_text(json.dumps({"ports": dataclasses.asdict(ports), "pids": pids}))
+        deadline = time.monotonic() + timeout
+        try:
+            self._start_all(ports, pids, deadline)
+        except BaseException:
+            log.error("local cluster failed to start; logs in %s", self.logs)
+            self.stop()
+            raise
+        return self.kubeconfig
+
+    def _spawn(self, name: str, args: Sequence[str], pids: dict[str, int], ports: Ports) -> None:
+        out = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._env(),
+            start_new_session=True,
+        )
+        out.close()
+        pids[name] = proc.pid
+        self._state_file.write_text(json.dumps({"ports": dataclasses.asdict(ports), "pids": pids}))
+
+    def _wait(self, what: str, check: Any, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.3)
+        raise ClusterError(f"timed out waiting for {what}; logs in {self.logs}")
+
+    def _start_all(self, ports: Ports, pids: dict[str, int], deadline: float) -> None:
+        assert self._pki is not None
+        p = self._pki
+        d = self.state_dir
+        etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
+        peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
+        shutil.rmtree(d / "etcd", ignore_errors=True)
+        self._spawn(
+            "etcd",
+            [
+                "--name=thrifty",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=thrifty={peer_url}",
+                "--listen-metrics-urls=",
+                "--auto-compaction-retention=1",
+                "--quota-backend-bytes=8589934592",
+                # A throwaway test cluster: fsync only slows it down.
+                "--unsafe-no-fsync",
+            ],
+            pids,
+            ports,
+        )
+        self._wait("etcd", lambda: '"health":"true"' in (self._get(f"{etcd_url}/health") or ""), deadline)
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={p.admin_cert}",
+                f"--tls-private-key-file={p.admin_key}",
+                f"--client-ca-file={p.ca_cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={p.service_account_key}",
+                f"--service-account-signing-key-file={p.service_account_key}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--cert-dir={d / 'apiserver'}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ],
+            pids,
+            ports,
+        )
+        ctx = self._ssl()
+        api = f"https://127.0.0.1:{ports.apiserver}"
+        self._wait("kube-apiserver", lambda: self._get(f"{api}/readyz", ctx) == "ok", deadline)
+        self._write_kubeconfig(api)
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+        ]
+        self._spawn(
+            "kube-controller-manager",
+            [
+                *common,
+                f"--secure-port={ports.controller_manager}",
+                f"--root-ca-file={p.ca_cert}",
+                f"--service-account-private-key-file={p.service_account_key}",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-bootstrapsigner,-tokencleaner",
+                # Fast pod GC of completed Jobs' pods is not wanted: tests read their status.
+                "--concurrent-job-syncs=5",
+            ],
+            pids,
+            ports,
+        )
+        self._spawn("kube-scheduler", [*common, f"--secure-port={ports.scheduler}"], pids, ports)
+        insecure = ssl._create_unverified_context()  # noqa: S323 - self-signed loopback health endpoints
+        for name, port in (
+            ("kube-controller-manager", ports.controller_manager),
+            ("kube-scheduler", ports.scheduler),
+        ):
+            self._wait(
+                name,
+                lambda port=port: self._get(f"https://127.0.0.1:{port}/healthz", insecure) == "ok",
+                deadline,
+            )
+        stages = d / "kwok-stages.yaml"
+        stages.write_text(kwok_stages())
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{ports.kwok}",
+            ],
+            pids,
+            ports,
+        )
+        manifest = d / "nodes.yaml"
+        manifest.write_text(yaml.safe_dump_all(nodes.all_nodes(), sort_keys=False))
+        self._wait(
+            "node creation",
+            lambda: self.kubectl("apply", "-f", str(manifest), check=False).returncode == 0,
+            deadline,
+        )
+        self._wait("nodes Ready and untainted", self._nodes_schedulable, deadline)
+        self._wait(
+            "the default ServiceAccount",
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+            ),
+            deadline,
+        )
+
+    def _nodes_schedulable(self) -> bool:
+        result = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        items = json.loads(result.stdout)["items"]
+        expected = sum(pool.count for pool in nodes.POOLS)
+        ready = [
+            n
+            for n in items
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+            and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))
+        ]
+        return len(ready) >= expected
+
+    def _write_kubeconfig(self, server: str) -> None:
+        assert self._pki is not None
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "thrifty-local",
+                    "cluster": {"server": server, "certificate-authority": str(self._pki.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "thrifty-admin",
+                    "user": {
+                        "client-certificate": str(self._pki.admin_cert),
+                        "client-key": str(self._pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "thrifty-local", "context": {"cluster": "thrifty-local", "user": "thrifty-admin"}}
+            ],
+            "current-context": "thrifty-local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every component (reverse start order) and forget the cluster's data."""
+        state = self._state()
+        if state:
+            pids = [state["pids"][name] for name in reversed(COMPONENTS) if name in state["pids"]]
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+            end = time.monotonic() + timeout
+            for pid in pids:
+                while _pid_alive(pid) and time.monotonic() < end:
+                    time.sleep(0.1)
+                if _pid_alive(pid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+            self._state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+
+    # ------------------------------------------------------------------ helpers
+
+    def kubectl(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the cluster's kubectl against it."""
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            input=input_text,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def log_tail(self, lines: int = 40) -> Iterator[str]:
+        """The last lines of each component's log, for failure reports."""
+        for name in COMPONENTS:
+            path = self.logs / f"{name}.log"
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                yield f"--- {name} ---\n" + "\n".join(tail)
