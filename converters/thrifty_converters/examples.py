@@ -44,8 +44,15 @@ def load(path: Path, role: str, *, with_labels: bool = False) -> Samples:
     if not path.is_file():
         raise errors.ExamplesFileError(f"{role} file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        # Our own handle: np.load leaks the one it opens when the archive is corrupt.
+        with path.open("rb") as fh:
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise errors.ExamplesFileError(
+                    f"{role} file {path} holds one .npy array, not an .npz archive"
+                )
+            with npz:
+                arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise errors.ExamplesFileError(f"{role} file {path} is not a readable .npz: {e}") from e
     labels = arrays.pop(LABELS, None)

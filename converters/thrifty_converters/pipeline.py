@@ -7,6 +7,7 @@ earlier run left. User-input problems raise `errors.UserInputError` before any h
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import socket
 from collections.abc import Callable
@@ -27,6 +28,7 @@ CPU_VARIANTS = (
     "openvino-int8",
 )
 GPU_VARIANTS = ("onnx-fp16", "tensorrt-fp16")
+BASELINE = "baseline"  # key of the reference runner among the profiled ones; no variant has this name
 ALL_VARIANTS = CPU_VARIANTS + GPU_VARIANTS
 
 _KIND: dict[str, tuple[variants.Format, variants.Precision, variants.Device, str]] = {
@@ -161,11 +163,18 @@ def _size(path: Path) -> int:
 
 
 def runner_for(name: str, path: Path) -> runtimes.Runner:
-    fmt, precision, _, _ = _KIND[name]
+    """A runner for a variant's artifact on the device it targets."""
+    fmt, precision, device, _ = _KIND[name]
+    if fmt == "tensorrt":
+        # The plan is built and kept; running it needs CUDA buffers (not written yet), so the variant
+        # reports "failed: cannot run" instead of an unchecked success.
+        raise NotImplementedError("TensorRT plan parity and profiling are not implemented yet")
     if fmt == "openvino":
-        # int8 keeps f32 for the layers NNCF left unquantized, so only "bf16" means bf16.
-        return runtimes.ov_runner(path, "bf16" if precision == "bf16" else "f32")
-    return runtimes.ort_runner(path)
+        # fp32 must stay f32. int8 runs its unquantized layers as OpenVINO does by default: bf16
+        # where the CPU has it; its gate is cosine/top-1, not elementwise, either way.
+        reduced = precision != "fp32" and openvino.cpu_supports_bf16()
+        return runtimes.ov_runner(path, "bf16" if reduced else "f32")
+    return runtimes.ort_runner(path, gpu=device == "gpu")
 
 
 class _Converter:
@@ -260,7 +269,7 @@ class _Converter:
 
 @dataclasses.dataclass(kw_only=True)
 class _Evaluator:
-    """Gates (parity, task metric) and profiles one variant at a time against the shared reference."""
+    """Gates (parity, task metric) each variant, then completes the passing ones with their profile."""
 
     opts: Options
     inputs: _Inputs
@@ -271,6 +280,8 @@ class _Evaluator:
     specs: tuple[list[variants.TensorSpec], list[variants.TensorSpec]] | None
     candidates: list[selection.Candidate] = dataclasses.field(default_factory=list)
     artifacts: dict[str, variants.VariantArtifact] = dataclasses.field(default_factory=dict)
+    runners: dict[str, runtimes.Runner] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, Path] = dataclasses.field(default_factory=dict)
 
     def feed_for(self, batch: int) -> dict[str, examples.Array]:
         return self.inputs.samples.batch(0, batch)
@@ -301,7 +312,8 @@ class _Evaluator:
             )
         return "ok", gate
 
-    def evaluate(self, r: base.StageResult) -> report.Variant:
+    def gate_stage(self, r: base.StageResult) -> report.Variant:
+        """Parity and task-metric gate; a passing variant's runner is kept for profiling."""
         fmt, precision, device, _ = _KIND[r.name]
         row: dict[str, Any] = {"name": r.name, "format": fmt, "precision": precision, "device": device}
         if not r.usable or r.output is None:
@@ -313,21 +325,20 @@ class _Evaluator:
             status, row["parity"] = self.gate(runner, precision)
         except Exception as e:  # a variant that cannot run fails; the others go on
             return report.Variant(**row, status=f"failed: cannot run: {base.one_line(str(e), 200)}")
-        if status != "ok":
-            return report.Variant(**row, status=status)
-        self.say(f"{r.name}: profile")
-        batches = sorted({1, self.opts.max_batch_size})
-        prof = profiling.profile(
-            runner, self.feed_for, batches, max_seconds_per_batch=self.opts.profile_seconds
-        )
-        row["profile"] = [batch_row(p) for p in prof]
+        if status == "ok":
+            self.runners[r.name] = runner
+            self.outputs[r.name] = r.output
+        return report.Variant(**row, status=status)
+
+    def complete(self, v: report.Variant, prof: list[profiling.BatchProfile]) -> report.Variant:
+        """Add a passing variant's profile, apply the latency budget and make it a candidate."""
         best = profiling.best_within_budget(prof, self.opts.latency_budget_ms)
+        update: dict[str, Any] = {"profile": [batch_row(p) for p in prof]}
         if best is None:
             budget = self.opts.latency_budget_ms
-            return report.Variant(
-                **row, status=f"failed: p99 above the {budget} ms budget at every batch size"
-            )
-        row |= {
+            update["status"] = f"failed: p99 above the {budget} ms budget at every batch size"
+            return v.model_copy(update=update)
+        update |= {
             "latency_ms": report.Latency(p50=best.p50_ms, p99=best.p99_ms),
             "throughput_per_s": best.throughput_per_s,
             "batch_size": best.batch_size,
@@ -337,20 +348,20 @@ class _Evaluator:
             else None,
         }
         self.candidates.append(
-            selection.Candidate(name=r.name, throughput_per_s=best.throughput_per_s, p99_ms=best.p99_ms)
+            selection.Candidate(name=v.name, throughput_per_s=best.throughput_per_s, p99_ms=best.p99_ms)
         )
         if self.specs is not None:
-            self.artifacts[r.name] = variants.VariantArtifact(
-                name=r.name,
-                format=fmt,
-                precision=precision,
-                path=r.output,
+            self.artifacts[v.name] = variants.VariantArtifact(
+                name=v.name,
+                format=v.format,
+                precision=v.precision,
+                path=self.outputs[v.name],
                 inputs=self.specs[0],
                 outputs=self.specs[1],
                 max_batch_size=self.opts.max_batch_size,
-                device=device,
+                device=v.device,
             )
-        return report.Variant(**row, status="ok")
+        return v.model_copy(update=update)
 
 
 def optimize_model(opts: Options, say: Progress) -> report.Report:
@@ -374,12 +385,14 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
         specs=_tensor_specs(onnx_io) if onnx_io is not None else None,
     )
     ev.ref_metric = ev.metric(ref)
-    say("profile: baseline")
-    base_prof = profiling.profile(
-        ref, ev.feed_for, sorted({1, b}), max_seconds_per_batch=opts.profile_seconds
+    gated = [ev.gate_stage(r) for r in results if r.name in _KIND]
+    say("profile: baseline and passing variants, side by side")
+    profiles = profiling.side_by_side(
+        {BASELINE: ref, **ev.runners}, ev.feed_for, sorted({1, b}), max_seconds_per_batch=opts.profile_seconds
     )
+    base_prof = profiles[BASELINE]
     ev.baseline = profiling.best_within_budget(base_prof, opts.latency_budget_ms)
-    rows = [ev.evaluate(r) for r in results if r.name in _KIND]
+    rows = [ev.complete(v, profiles[v.name]) if v.name in ev.runners else v for v in gated]
 
     chosen, why = selection.select(ev.candidates, opts.price_per_hour)
     repo, triton = _publish(opts.out / "model_repository", opts.model.stem, ev.artifacts, say)
@@ -483,4 +496,5 @@ def machine() -> report.Machine:
         threads=runtimes.threads(),
         cpu_flags=sorted(cpu.flags() & interesting),
         gpu=cpu.has_gpu(),
+        load_average_1m=round(os.getloadavg()[0], 2),
     )

@@ -1,14 +1,17 @@
-"""Latency and throughput of one runner per batch size, bounded in time.
+"""Latency and throughput per batch size, bounded in time, measured side by side.
 
-Each batch size gets a warm-up, then measurement windows until the last three agree on throughput
-within 10 % (stable) or the time cap is hit (reported as not stable). p50/p99 come from those windows.
+All runners being compared (the PyTorch baseline and every passing variant) are measured in
+round-robin windows: on a shared machine the load changes from minute to minute, and only
+interleaving gives each runner the same conditions. After a warm-up, rounds continue until the last
+three windows of every runner agree on throughput within 10 % (stable) or the time cap is hit
+(reported as not stable). p50/p99 and throughput come from all measured windows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,36 +44,58 @@ def profile(
     *,
     max_seconds_per_batch: float = 4.0,
 ) -> list[BatchProfile]:
-    """Profile `runner` at each batch size with inputs from `feed_for(batch)`."""
-    return [_one(runner, feed_for(b), b, max_seconds_per_batch) for b in batch_sizes]
+    """Profile one runner at each batch size with inputs from `feed_for(batch)`."""
+    return side_by_side({"only": runner}, feed_for, batch_sizes, max_seconds_per_batch=max_seconds_per_batch)[
+        "only"
+    ]
 
 
-def _one(runner: Runner, feed: dict[str, Array], batch: int, cap: float) -> BatchProfile:
-    started = time.perf_counter()
-    runner(feed)
-    while time.perf_counter() - started < WARMUP_SECONDS:
+def side_by_side(
+    runners: Mapping[str, Runner],
+    feed_for: Callable[[int], dict[str, Array]],
+    batch_sizes: Sequence[int],
+    *,
+    max_seconds_per_batch: float = 4.0,
+) -> dict[str, list[BatchProfile]]:
+    """Profile several runners in interleaved windows; `max_seconds_per_batch` is per runner."""
+    result: dict[str, list[BatchProfile]] = {name: [] for name in runners}
+    # Short caps (tests, quick profiles) shrink the warm-up and windows with them.
+    warmup = min(WARMUP_SECONDS, max_seconds_per_batch / 8)
+    window_seconds = min(WINDOW_SECONDS, max_seconds_per_batch / 8)
+    for batch in batch_sizes:
+        feed = feed_for(batch)
+        for runner in runners.values():
+            _window(runner, feed, warmup, minimum=1)
+        windows: dict[str, list[list[float]]] = {name: [] for name in runners}
+        deadline = time.perf_counter() + max_seconds_per_batch * len(runners)
+        while True:
+            for name, runner in runners.items():
+                windows[name].append(_window(runner, feed, window_seconds, minimum=MIN_ITERATIONS_PER_WINDOW))
+            if all(_stable(w[-STABLE_WINDOWS:]) for w in windows.values()) or time.perf_counter() > deadline:
+                break
+        for name, ws in windows.items():
+            result[name].append(_summary(ws, batch))
+    return result
+
+
+def _window(runner: Runner, feed: dict[str, Array], seconds: float, *, minimum: int) -> list[float]:
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < minimum:
+        t0 = time.perf_counter()
         runner(feed)
-    windows: list[list[float]] = []
-    deadline = time.perf_counter() + cap
-    stable = False
-    while True:
-        window: list[float] = []
-        window_end = time.perf_counter() + WINDOW_SECONDS
-        while time.perf_counter() < window_end or len(window) < MIN_ITERATIONS_PER_WINDOW:
-            t0 = time.perf_counter()
-            runner(feed)
-            window.append(time.perf_counter() - t0)
-        windows.append(window)
-        stable = _stable(windows[-STABLE_WINDOWS:])
-        if stable or time.perf_counter() > deadline:
-            break
-    kept = np.array([t for w in windows[-STABLE_WINDOWS:] for t in w])
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _summary(windows: list[list[float]], batch: int) -> BatchProfile:
+    kept = np.array([t for w in windows for t in w])
     return BatchProfile(
         batch_size=batch,
         p50_ms=float(np.percentile(kept, 50) * 1e3),
         p99_ms=float(np.percentile(kept, 99) * 1e3),
         throughput_per_s=float(batch * len(kept) / kept.sum()),
-        stable=stable,
+        stable=_stable(windows[-STABLE_WINDOWS:]),
         iterations=int(kept.size),
     )
 

@@ -105,6 +105,7 @@ class Machine(_Model):
     threads: int
     cpu_flags: list[str]
     gpu: bool
+    load_average_1m: float | None = None  # other work on the machine skews every measurement
 
 
 class Report(_Model):

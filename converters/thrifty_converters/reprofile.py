@@ -33,28 +33,29 @@ def run(
     def feed_for(batch: int) -> dict[str, examples.Array]:
         return ex.batch(0, batch)
 
-    base_best: profiling.BatchProfile | None = None
-    base_prof: list[profiling.BatchProfile] = []
+    runners: dict[str, runtimes.Runner] = {}
     model = Path(old.model)
     if model.is_file():
-        say("profile: baseline")
         src = source.load(model)
-        ref = (
+        runners[pipeline.BASELINE] = (
             runtimes.ort_runner(src.path, optimize=False)
             if src.kind == "onnx"
             else runtimes.torch_runner(src.module, list(ex.arrays))
         )
-        base_prof = profiling.profile(ref, feed_for, batches, max_seconds_per_batch=seconds)
-        base_best = profiling.best_within_budget(base_prof, budget_ms)
+    passing = [v for v in old.variants if v.status == "ok" and v.path is not None]
+    for v in passing:
+        runners[v.name] = pipeline.runner_for(v.name, out / (v.path or ""))
+    say("profile: baseline and variants, side by side")
+    profiles = profiling.side_by_side(runners, feed_for, batches, max_seconds_per_batch=seconds)
+    base_prof = profiles.get(pipeline.BASELINE, [])
+    base_best = profiling.best_within_budget(base_prof, budget_ms) if base_prof else None
     rows: list[report.Variant] = []
     candidates: list[selection.Candidate] = []
     for v in old.variants:
-        if v.status != "ok" or v.path is None:
+        if v.name not in profiles:
             rows.append(v)
             continue
-        say(f"{v.name}: profile")
-        runner = pipeline.runner_for(v.name, out / v.path)
-        prof = profiling.profile(runner, feed_for, batches, max_seconds_per_batch=seconds)
+        prof = profiles[v.name]
         best = profiling.best_within_budget(prof, budget_ms)
         update: dict[str, object] = {"profile": [pipeline.batch_row(p) for p in prof]}
         if best is None:

@@ -1,4 +1,4 @@
-"""Operator settings (environment, set by the Helm chart) and the node-pool catalogue (a mounted ConfigMap)."""
+"""Operator settings (environment, set by the Helm chart) and the pool catalogue (a mounted ConfigMap)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Settings(pydantic_settings.BaseSettings):
     artifact_s3_uri: str = "s3://thrifty-artifacts"
     """Bucket (and prefix) for the `s3` store."""
 
-    artifact_s3_secret: str = "thrifty-artifacts-s3"
+    artifact_s3_secret: str = "thrifty-artifacts-s3"  # noqa: S105 - a Secret name, not a secret
     """Secret with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_ENDPOINT_URL` for the `s3` store."""
 
     triton_backend_mode: Literal["native", "python"] = "native"

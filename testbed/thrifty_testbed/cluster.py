@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".testbed" / "cluster"
 DEFAULT_BIN_DIR = REPO_ROOT / ".testbed" / "bin"
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
 # Pods with this label are run by thrifty_testbed.kubelet as local processes; KWOK leaves them alone.
 LOCAL_KUBELET_LABEL = "testbed.thrifty.dev/kubelet"
 _NO_PROXY = "127.0.0.1,localhost,::1"
@@ -101,6 +103,8 @@ class LocalCluster:
         self.bin_dir = bin_dir
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.logs = self.state_dir / "logs"
+        self.audit_log = self.logs / "audit.log"
+        """Requests made by ServiceAccounts, one JSON object per line."""
         self._state_file = self.state_dir / "state.json"
         self._pki = pki.ensure_pki(self.state_dir / "pki") if self.state_dir.exists() else None
 
@@ -153,7 +157,7 @@ class LocalCluster:
         if self.is_running():
             return self.kubeconfig
         self.stop()
-        for binary in (*COMPONENTS, "kubectl"):
+        for binary in BINARIES:
             if not (self.bin_dir / binary).exists():
                 raise ClusterError(
                     f"{self.bin_dir / binary} is missing: run `make binaries` (tools/build.sh)"
@@ -180,10 +184,12 @@ class LocalCluster:
             raise
         return self.kubeconfig
 
-    def _spawn(self, name: str, args: Sequence[str], pids: dict[str, int], ports: Ports) -> None:
+    def _spawn(
+        self, name: str, args: Sequence[str], pids: dict[str, int], ports: Ports, program: Sequence[str] = ()
+    ) -> None:
         out = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [str(self.bin_dir / name), *args],
+            [*(program or [str(self.bin_dir / name)]), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -247,12 +253,18 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
             ],
             pids,
             ports,
         )
         ctx = self._ssl()
         api = f"https://127.0.0.1:{ports.apiserver}"
+        # Audit only what ServiceAccounts do (the operator under test); admin traffic stays out of the log.
         self._wait("kube-apiserver", lambda: self._get(f"{api}/readyz", ctx) == "ok", deadline)
         self._write_kubeconfig(api)
         common = [
@@ -304,6 +316,14 @@ class LocalCluster:
             pids,
             ports,
         )
+        # Binds claims to hostPath volumes under .testbed/volumes, where the local kubelet mounts them.
+        self._spawn(
+            "provisioner",
+            [f"--kubeconfig={self.kubeconfig}", f"--root={self.state_dir.parent}"],
+            pids,
+            ports,
+            program=[sys.executable, "-m", "thrifty_testbed.provisioner"],
+        )
         manifest = d / "nodes.yaml"
         manifest.write_text(yaml.safe_dump_all(nodes.all_nodes(), sort_keys=False))
         self._wait(
@@ -313,12 +333,28 @@ class LocalCluster:
         )
         self._wait("nodes Ready and untainted", self._nodes_schedulable, deadline)
         self._wait(
+            "the default StorageClass",
+            lambda: self.kubectl("get", "storageclass", "local", check=False).returncode == 0,
+            deadline,
+        )
+        self._wait(
             "the default ServiceAccount",
             lambda: (
                 self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
             ),
             deadline,
         )
+
+    def _audit_policy(self) -> pathlib.Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+        }
+        path = self.state_dir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
 
     def _nodes_schedulable(self) -> bool:
         result = self.kubectl("get", "nodes", "-o", "json", check=False)

@@ -100,3 +100,10 @@ Call with (dict "manifest" $doc "component" "crd" "keep" true "context" $).
 {{- end }}
 {{- toYaml $doc }}
 {{- end }}
+
+{{/*
+Name of the pool catalogue ConfigMap: the full name cut to leave room for the suffix.
+*/}}
+{{- define "thrifty.poolsConfigMapName" -}}
+{{- printf "%s-pools" (include "thrifty.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,9 +63,33 @@ def existing(name: str, output: Path) -> StageResult | None:
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """First non-empty line of `text`, cut to `limit` characters."""
-    for line in text.strip().splitlines():
+    """First non-empty line of `text` without terminal colour codes, cut to `limit` characters."""
+    for line in _ANSI.sub("", text).strip().splitlines():
         if line.strip():
             line = line.strip()
             return line if len(line) <= limit else line[: limit - 3] + "..."
     return "no message"
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the exporters: they print graphs from C++ (fd 1/2), progress and many warnings.
+
+    The stage report keeps what matters; the CLI promises one line per problem.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)

@@ -7,12 +7,9 @@ reference outputs at batch 1 and at the maximum batch.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +58,7 @@ def run(
     for exporter, export in attempts:
         out.unlink(missing_ok=True)
         try:
-            with _quiet():
+            with base.quiet():
                 export()
             _check(out, examples, reference, max_batch)
         except errors.StageError as e:
@@ -71,7 +68,10 @@ def run(
             problems.append(f"{exporter}: {base.one_line(str(e)) or type(e).__name__}")
             continue
         opset = OPSET if exporter == "dynamo" else LEGACY_OPSET
-        return base.ok(name, out, time.monotonic() - started, exporter=exporter, opset=str(opset))
+        details = {"exporter": exporter, "opset": str(opset)}
+        if problems:  # why the preferred exporter was not used
+            details["fallback_reason"] = base.one_line("; ".join(problems))
+        return base.ok(name, out, time.monotonic() - started, **details)
     out.unlink(missing_ok=True)
     joined = "; ".join(problems)
     operator = _operator(joined)
@@ -139,15 +139,6 @@ def _check(path: Path, examples: Samples, reference: runtimes.Runner, max_batch:
 def _operator(text: str) -> str | None:
     match = _OPERATOR.search(text)
     return f"{match.group(1)}::{match.group(3)}" if match else None
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Exporters print progress and raise many warnings; the stage report says what matters."""
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        yield
 
 
 def describe(path: Path) -> tuple[list[Any], list[Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 from ..examples import Samples
@@ -71,8 +70,7 @@ def int8(fp32_xml: Path, out: Path, calibration: Samples | None, transformer: bo
         names = [p.get_any_name() for p in model.inputs]
         items = [calibration.batch(i, 1) for i in range(calibration.count)]
         dataset = nncf.Dataset(items, lambda item: {n: item[n] for n in names})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with base.quiet():  # NNCF draws progress bars on stdout
             quantized = nncf.quantize(
                 model,
                 dataset,

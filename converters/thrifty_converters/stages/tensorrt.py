@@ -6,6 +6,7 @@ tensorrt and onnxconverter-common are imported only here and only when a GPU is 
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def onnx_fp16(src: Path, out: Path, target: str) -> base.StageResult:
         return base.skipped(FP16, "target is cpu")
     if (done := base.existing(FP16, out)) is not None:
         return done
+    if (missing := _missing("onnxconverter_common")) is not None:
+        return base.skipped(FP16, missing)
     started = time.monotonic()
     try:
         import onnx
@@ -54,6 +57,8 @@ def tensorrt_fp16(
         return base.skipped(TRT_FP16, "no FP16 ONNX model")
     if (done := base.existing(TRT_FP16, out)) is not None:
         return done
+    if (missing := _missing("tensorrt")) is not None:
+        return base.skipped(TRT_FP16, missing)
     started = time.monotonic()
     try:
         plan = _build(fp16_onnx, shapes)
@@ -61,6 +66,13 @@ def tensorrt_fp16(
         return base.failed(TRT_FP16, f"{type(e).__name__}: {e}", time.monotonic() - started)
     out.write_bytes(plan)
     return base.ok(TRT_FP16, out, time.monotonic() - started)
+
+
+def _missing(module: str) -> str | None:
+    """The skip reason when an optional GPU package is absent (install converters[gpu])."""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (install thrifty-converters[gpu])"
+    return None
 
 
 def _build(onnx_path: Path, shapes: dict[str, tuple[tuple[int, ...], ...]]) -> bytes:

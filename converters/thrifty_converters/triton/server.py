@@ -14,7 +14,6 @@ import dataclasses
 import importlib.util
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -86,10 +85,12 @@ def find_tritonserver() -> TritonDistribution:
 
 
 def prepare_backends(distribution: TritonDistribution, dest: Path, python_version: str | None = None) -> Path:
-    """Copy the shipped backends to `dest` with the stub for `python_version` (default: this Python).
+    """Build a backend directory in `dest`: the shipped backends plus the stub for `python_version`.
 
-    The Python backend looks for `triton_python_backend_stub` in its own backend directory, and the
-    wheel ships one stub per Python version outside it. Idempotent.
+    The Python backend runs `triton_python_backend_stub` from its own backend directory, and the wheel
+    ships one stub per Python version outside it. Every entry is a symlink into the wheel: a freshly
+    written executable can fail to start with ETXTBSY ("Text file busy") when any thread forks while its
+    write descriptor is open, which happened under load with a copied stub. Idempotent.
 
     Returns:
         The directory to pass as `--backend-directory`.
@@ -102,10 +103,16 @@ def prepare_backends(distribution: TritonDistribution, dest: Path, python_versio
     if not stub.is_file():
         raise ServerError(f"nvidia-pytriton ships no Python-backend stub for Python {version} ({stub})")
     backends = dest / "backends"
-    shutil.copytree(distribution.backends_dir, backends, dirs_exist_ok=True)
-    target = backends / "python" / stub.name
-    shutil.copy2(stub, target)
-    target.chmod(0o755)
+    links = {
+        backends / source.relative_to(distribution.backends_dir): source
+        for source in distribution.backends_dir.rglob("*")
+        if source.is_file()
+    }
+    links[backends / "python" / stub.name] = stub
+    for link, source in links.items():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(source.resolve())
     return backends
 
 

@@ -6,13 +6,15 @@ runs the very same function.
 
 Order of work in `decide()`:
 
-1. Demand: `lam = rate + pending / drain_s + rejected rate`, times `headroom`; if Triton's queue time
-   per request exceeds its target, at least one replica more than now.
+1. Demand: `lam = (rate + pending / drain_s + rejected rate) * headroom`, the highest of the last
+   `scale_up_window_s`; if Triton's queue time per request, with every replica ready, exceeds both
+   its target and `queue_time_factor` times the modelled mean wait, the demand of one more replica.
 2. Per variant: the fewest replicas whose modelled p99 (`queueing`) meets the SLO at that demand.
 3. Choice: keep the current variant unless another is cheaper by `switch_margin` (after
    `variant_hold_s`) or the current one cannot meet the SLO.
-4. No flapping: scale up at once (at most `max(2x, +4)` per decision); scale down only to what the
-   highest demand of the last `scale_down_stabilization_s` needs, at most halving per decision.
+4. No flapping: scale up at once (at most `max(2x, +4)` per decision); scale down only to what
+   `scale_down_margin` times the highest demand of the last `scale_down_stabilization_s` needs, at
+   most halving per decision.
 5. Budget: the billed rate must not exceed `budgets.allowed_rate_per_hour` (projected spend within
    every cap). When it would, degrade in this order and say so in `given_up`:
    a. a cheaper variant or pool that still meets the SLO (e.g. CPU INT8 instead of GPU);
@@ -25,9 +27,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from . import budgets, pricing, queueing
-from .metrics import LoadSample
+from . import budgets, metrics, pricing, queueing
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,9 +65,13 @@ class PolicyConfig:
         max_utilization: Upper bound on planned utilisation, on top of the latency model.
         headroom: Plan for this multiple of the observed demand.
         drain_s: Pending requests should drain within this time.
-        queue_time_target_us: Triton queue time per request above which one more replica is added;
-            None uses a tenth of the SLO.
+        queue_time_target_us: Triton queue time per request above which one more replica is planned,
+            if it is also `queue_time_factor` times the modelled mean wait; None means a quarter of the
+            SLO's slack over the variant's p99 service time.
+        queue_time_factor: See `queue_time_target_us`.
         scale_down_stabilization_s: Scale down only to what the peak demand of this window needs.
+        scale_down_margin: ... times that peak demand (hysteresis against 3-4-3 flapping).
+        scale_up_window_s: Scale up for the peak demand of this (short) window: short bursts recur.
         variant_hold_s: Minimum time between two voluntary variant switches.
         switch_margin: Switch voluntarily only if the other variant costs at most this share.
         budget_safety: Plan to this share of the allowed rate (billing minima, rounding).
@@ -76,12 +82,15 @@ class PolicyConfig:
     max_replicas: int = 100
     suspended: bool = False
     max_utilization: float = 0.9
-    headroom: float = 1.15
+    headroom: float = 1.1
     drain_s: float = 30.0
     queue_time_target_us: float | None = None
+    queue_time_factor: float = 2.0
     scale_down_stabilization_s: float = 300.0
+    scale_down_margin: float = 1.1
+    scale_up_window_s: float = 60.0
     variant_hold_s: float = 900.0
-    switch_margin: float = 0.85
+    switch_margin: float = 0.75
     budget_safety: float = 0.98
 
     def __post_init__(self) -> None:
@@ -105,7 +114,31 @@ class PolicyState:
     variant: str = ""
     replicas: int = 0
     demand_history: tuple[tuple[float, float], ...] = ()
-    variant_since: float = -math.inf
+    variant_since: float = 0.0
+
+    def to_status(self) -> dict[str, Any]:
+        """Plain JSON-able dict for the CR's status (no floats that JSON cannot carry)."""
+        return {
+            "variant": self.variant,
+            "replicas": self.replicas,
+            "demandHistory": [[round(t, 3), round(d, 3)] for t, d in self.demand_history],
+            "variantSince": round(self.variant_since, 3),
+        }
+
+    @classmethod
+    def from_status(cls, raw: Mapping[str, Any] | None) -> PolicyState:
+        """Rebuild from `to_status()` output; a missing or malformed status gives a fresh state."""
+        if not raw:
+            return cls()
+        try:
+            return cls(
+                variant=str(raw.get("variant", "")),
+                replicas=int(raw.get("replicas", 0)),
+                demand_history=tuple((float(t), float(d)) for t, d in raw.get("demandHistory", ())),
+                variant_since=float(raw.get("variantSince", 0.0)),
+            )
+        except (TypeError, ValueError):
+            return cls()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,12 +150,15 @@ class Observation:
         load: Load summed over the model's pods (see `metrics.combine_loads`).
         month_to_date: Billed spend so far in the budget period.
         hours_left: Hours until the budget period (the month) ends.
+        ready_replicas: Ready replicas of the current variant; None if unknown (then the queue-time
+            check is skipped).
     """
 
     now: float
-    load: LoadSample
+    load: metrics.LoadSample
     month_to_date: float = 0.0
     hours_left: float = 720.0
+    ready_replicas: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -178,7 +214,7 @@ class _Option:
     meets: bool
 
 
-def planned_demand(config: PolicyConfig, load: LoadSample) -> float:
+def planned_demand(config: PolicyConfig, load: metrics.LoadSample) -> float:
     """Requests/s to plan capacity for: served rate, backlog to drain and rejections, with headroom.
 
     Args:
@@ -253,14 +289,21 @@ def _choose_variant(
     cheapest: _Option,
     up: Mapping[str, _Option],
     hold: Mapping[str, _Option],
+    current_rate: float,
+    planned_allowed: float,
 ) -> Variant:
-    """Keep the current variant unless it cannot meet the SLO or another is clearly cheaper."""
+    """Keep the current variant unless it cannot meet the SLO or another is clearly cheaper.
+
+    A voluntary switch also needs the budget to pay for both fleets during the new one's start-up,
+    or the switch itself would cost SLO windows.
+    """
     if current is None or (not up[current.name].meets and up[cheapest.variant.name].meets):
         return cheapest.variant
     voluntary = (
         cheapest.variant is not current
         and cheapest.rate <= config.switch_margin * hold[current.name].rate
         and obs.now - state.variant_since >= config.variant_hold_s
+        and cheapest.rate + current_rate <= planned_allowed
     )
     return cheapest.variant if voluntary else current
 
@@ -389,17 +432,27 @@ def decide(
 
     demand = planned_demand(config, obs.load)
     window_start = obs.now - config.scale_down_stabilization_s
+    # Only with every requested replica ready: while some start, a long queue is expected.
+    if current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas:
+        # Triton's queue time well above what the model predicts for this fleet means the model
+        # underestimates the need: plan for one replica more, remembered like any other demand.
+        modelled_us = 1000.0 * queueing.mean_wait_ms(
+            obs.load.request_rate, state.replicas, current.throughput_per_s
+        )
+        slack_us = 250.0 * max(0.0, config.slo_p99_ms - current.latency_p99_ms)
+        queue_target = max(config.queue_time_target_us or slack_us, config.queue_time_factor * modelled_us)
+        if obs.load.queue_us_per_request > queue_target:
+            demand = max(
+                demand, (state.replicas + 1) * current.throughput_per_s * config.max_utilization * 0.99
+            )
     history = (*(h for h in state.demand_history if h[0] > window_start), (obs.now, demand))
     hold_demand = max(d for _, d in history)
-    queue_target = config.queue_time_target_us or config.slo_p99_ms * 100.0
-    # Triton's queue time says the model underestimates the need: one replica more than now.
-    queue_floor = state.replicas + 1 if obs.load.queue_us_per_request > queue_target and current else 0
+    up_demand = max(d for t, d in history if t > obs.now - config.scale_up_window_s)
 
-    up = {
-        v.name: _option(config, pools[v.pool], v, demand, queue_floor if v is current else 0)
-        for v in variants
+    up = {v.name: _option(config, pools[v.pool], v, up_demand, 0) for v in variants}
+    hold = {
+        v.name: _option(config, pools[v.pool], v, hold_demand * config.scale_down_margin, 0) for v in variants
     }
-    hold = {v.name: _option(config, pools[v.pool], v, hold_demand, 0) for v in variants}
 
     # Cheapest variant that meets the SLO at the stabilized (peak-of-window) demand.
     meeting = [hold[v.name] for v in variants if hold[v.name].meets]
@@ -409,7 +462,8 @@ def decide(
         else max(hold.values(), key=lambda o: o.replicas * o.variant.throughput_per_s)
     )
 
-    choice = _choose_variant(config, state, obs, current, cheapest, up, hold)
+    current_rate = _fleet_rate(pools, current, state.replicas) if current is not None else 0.0
+    choice = _choose_variant(config, state, obs, current, cheapest, up, hold, current_rate, planned_allowed)
     replicas = _stabilized_replicas(config, state, current, choice, up, hold)
     meets = up[choice.name].meets and replicas >= up[choice.name].replicas
     rate = _fleet_rate(pools, choice, replicas)

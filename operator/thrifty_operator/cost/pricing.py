@@ -14,6 +14,7 @@ import calendar
 import dataclasses
 import datetime
 import math
+from collections.abc import Mapping
 
 # OpenCost `GetNodeCost` ratios used when a node has one price and no per-resource prices.
 CPU_TO_RAM_RATIO = 7.4607
@@ -164,6 +165,33 @@ class SpendState:
     month_to_date: float
     accounted_at: datetime.datetime
     rate_per_hour: float
+
+    def to_status(self) -> dict[str, str]:
+        """Strings for the CR's status (api-conventions: no floats in the API)."""
+        return {
+            "month": self.month,
+            "monthToDate": f"{self.month_to_date:.6f}",
+            "accountedAt": self.accounted_at.astimezone(datetime.UTC).isoformat(),
+            "ratePerHour": f"{self.rate_per_hour:.6f}",
+        }
+
+    @classmethod
+    def from_status(cls, raw: Mapping[str, str] | None, now: datetime.datetime) -> SpendState:
+        """Rebuild from `to_status()` output; a missing or malformed status starts afresh at `now`.
+
+        Starting afresh forgets spend, so the operator should report it (condition or Event).
+        """
+        try:
+            if raw:
+                return cls(
+                    month=str(raw["month"]),
+                    month_to_date=float(raw["monthToDate"]),
+                    accounted_at=datetime.datetime.fromisoformat(raw["accountedAt"]).astimezone(datetime.UTC),
+                    rate_per_hour=float(raw["ratePerHour"]),
+                )
+        except (KeyError, TypeError, ValueError):
+            pass
+        return new_spend_state(now, 0.0)
 
 
 def _month_key(t: datetime.datetime) -> str:

@@ -61,7 +61,8 @@ class _HpaBehavior:
     def __init__(self, min_replicas: int, max_replicas: int, initial: int) -> None:
         self.min, self.max = min_replicas, max_replicas
         self.replicas = initial
-        self._recs: collections.deque[tuple[float, int]] = collections.deque()
+        # The warm start counts as a recommendation at t=0, as for Thrifty.
+        self._recs: collections.deque[tuple[float, int]] = collections.deque([(0.0, initial)])
 
     def apply(self, now: float, ratio: float, raw_desired: int) -> int:
         current = self.replicas
@@ -175,7 +176,7 @@ class Thrifty:
             self._pools,
             self._budget,
             self._state,
-            policy.Observation(now=-1e6, load=metrics.LoadSample(request_rate=self._initial_rate)),
+            policy.Observation(now=0.0, load=metrics.LoadSample(request_rate=self._initial_rate)),
         )
         self._state = d.state
         return Target(variant=d.variant, replicas=d.replicas)
@@ -189,7 +190,11 @@ class Thrifty:
             self._budget,
             self._state,
             policy.Observation(
-                now=view.now, load=view.load, month_to_date=view.spent, hours_left=view.hours_left
+                now=view.now,
+                load=view.load,
+                month_to_date=view.spent,
+                hours_left=view.hours_left,
+                ready_replicas=view.ready,
             ),
         )
         self._state = d.state

@@ -7,14 +7,17 @@ Pool catalogue YAML::
       - {name: gpu-t4, accelerator: nvidia-tesla-t4, cpu: 4, memoryGiB: 16, gpu: 1,
          pricePerHour: 0.526, startupSeconds: 120}
 
-Capacity report.json (the converter's report; unknown keys are ignored)::
+Capacity report.json: the converter's report (`thrifty_converters.report`, schema 1.0), read as
+plain JSON so that the operator does not depend on the converters. Used keys::
 
-    {"selected": "tensorrt-fp16",
-     "variants": [{"name": "tensorrt-fp16", "device": "gpu", "throughput_per_s": 600,
-                   "latency_ms": {"p50": 6, "p99": 14},
-                   "pool": "gpu-t4", "resources": {"cpu": 3, "memory_gib": 12, "gpu": 1}}]}
+    {"selected": {"variant": "tensorrt-fp16", "reason": "..."},
+     "variants": [{"name": "tensorrt-fp16", "device": "gpu", "status": "ok",
+                   "throughput_per_s": 600, "latency_ms": {"p50": 6, "p99": 14}}]}
 
-`pool` and `resources` are optional: a variant goes to the first pool of its device's kind.
+Variants whose `status` is not "ok" or that lack a throughput or latency are skipped. `selected` may
+also be a plain name. Optional per-variant keys for the simulator: `pool` (else the first pool of the
+variant's device kind) and `resources` (`cpu`, `memory_gib`, `gpu`; else 3 CPU/12 GiB/1 GPU on GPU,
+2 CPU/3.5 GiB on CPU).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ pools:
 # Synthetic placeholders (no profile measured yet) with the shape of a small CNN/encoder: the GPU
 # variant is cheaper per request at high load, CPU INT8 at low load (MArk's finding).
 DEFAULT_REPORT: dict[str, Any] = {
-    "selected": "tensorrt-fp16",
+    "selected": {"variant": "tensorrt-fp16", "reason": "placeholder profile"},
     "variants": [
         {
             "name": "tensorrt-fp16",
@@ -137,6 +140,15 @@ def parse_capacity(doc: dict[str, Any], pools: dict[str, pricing.PoolPrice]) -> 
     variants = []
     try:
         for raw in doc["variants"]:
+            latency = raw.get("latency_ms") or {}
+            usable = (
+                raw.get("status", "ok") == "ok"
+                and raw.get("throughput_per_s")
+                and latency.get("p50") is not None
+                and latency.get("p99") is not None
+            )
+            if not usable:
+                continue
             device = str(raw.get("device", "gpu"))
             pool_name = raw.get("pool") or next(
                 (p.name for p in pools.values() if (p.gpu > 0) == (device == "gpu")), None
@@ -157,19 +169,24 @@ def parse_capacity(doc: dict[str, Any], pools: dict[str, pricing.PoolPrice]) -> 
                     pool=str(pool_name),
                     request=request,
                     throughput_per_s=float(raw["throughput_per_s"]),
-                    latency_p50_ms=float(raw["latency_ms"]["p50"]),
-                    latency_p99_ms=float(raw["latency_ms"]["p99"]),
+                    latency_p50_ms=float(latency["p50"]),
+                    latency_p99_ms=float(latency["p99"]),
                 )
             )
-        selected = str(doc.get("selected") or doc.get("selected_variant") or variants[0].name)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+        chosen = doc.get("selected")
+        selected = chosen.get("variant") if isinstance(chosen, dict) else chosen
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CatalogError(f"capacity report: {e}") from e
+    if not variants:
+        raise CatalogError("capacity report: no variant with status ok, a throughput and a latency")
+    if selected is None:
+        selected = variants[0].name
     for v in variants:
         if pricing.replicas_per_node(pools[v.pool], v.request) == 0:
             raise CatalogError(f"variant {v.name!r} does not fit on a node of pool {v.pool!r}")
     if selected not in {v.name for v in variants}:
-        raise CatalogError(f"capacity report: selected variant {selected!r} is not among the variants")
-    return CapacityModel(variants=tuple(variants), selected=selected)
+        raise CatalogError(f"capacity report: selected variant {selected!r} is not among the usable variants")
+    return CapacityModel(variants=tuple(variants), selected=str(selected))
 
 
 def load_capacity(path: Path | None, pools: dict[str, pricing.PoolPrice]) -> CapacityModel:

@@ -50,7 +50,9 @@ def run_all(
     w = cfg.window_s
     minutes = n // w
     per_minute = counts[: minutes * w].reshape(minutes, w).mean(axis=1)
-    initial_rate = float(per_minute[0]) if minutes else 0.0
+    # Dynamic policies start warm, sized for the mean rate of the first 5 minutes, as if they had been
+    # running before the trace began.
+    initial_rate = float(counts[:300].mean()) if len(counts) else 0.0
     results: dict[str, Any] = {}
     o1 = oracle.cheapest(
         counts, variants, pools, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas, cfg.max_replicas
@@ -126,6 +128,7 @@ def _plan_dict(plan: oracle.Plan, window_s: int) -> dict[str, Any]:
         "budget_overrun": 0.0,
         "budget_overrun_windows": 0,
         "slo_attainment": plan.slo_attainment,
+        "request_slo_share": plan.request_slo_share,
         "scaling_actions": plan.scaling_actions,
         "replicas_per_minute": [float(r) for r in plan.replicas],
         "variants_per_minute": list(plan.variant),

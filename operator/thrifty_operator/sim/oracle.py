@@ -16,13 +16,14 @@ late, a second with `a` arrivals on `c` ready replicas having `queueing.late_fra
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from ..cost import budgets, policy, pricing
+from ..cost import budgets, policy, pricing, queueing
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +36,7 @@ class Plan:
     total_cost: float
     slo_attainment: float
     scaling_actions: int
+    request_slo_share: float = 1.0
 
 
 def _late_table(
@@ -104,6 +106,22 @@ def window_needs(
         if len(ok):
             out[w] = max(min_replicas, int(ok[0]))
     return out
+
+
+def request_slo_share(
+    counts: npt.NDArray[np.int64],
+    plan: Sequence[tuple[policy.Variant, int]],
+    slo_ms: float,
+    window_s: int,
+) -> float:
+    """Share of requests within the SLO when window w runs plan[w] (no backlog: optimistic)."""
+    late = 0.0
+    for w, (v, k) in enumerate(plan):
+        c = counts[w * window_s : (w + 1) * window_s]
+        for a in c:
+            if a:
+                late += a * queueing.late_fraction(float(a), k, v.throughput_per_s, v.latency_p99_ms, slo_ms)
+    return 1.0 - late / max(1, int(counts[: len(plan) * window_s].sum()))
 
 
 def _eligible(counts: npt.NDArray[np.int64], window_s: int, min_requests: int) -> npt.NDArray[np.bool_]:
@@ -195,7 +213,7 @@ def cheapest(
         replicas=tuple(states[p][1] for p in path),
         total_cost=float(value.min()),
         slo_attainment=float(met.sum() / eligible.sum()) if eligible.any() else 1.0,
-        scaling_actions=sum(1 for a, b in zip(path, path[1:], strict=False) if a != b),
+        scaling_actions=sum(1 for a, b in itertools.pairwise(path) if a != b),
     )
 
 
@@ -252,11 +270,13 @@ def best_within_budget(
             chosen[w] = True
             remaining -= float(extra[w])
     plan = [best[w] if chosen[w] else (floor_v.name, min_replicas) for w in range(n_windows)]
+    by_name = {v.name: v for v in variants}
     return Plan(
         name="oracle-budget",
         variant=tuple(p[0] for p in plan),
         replicas=tuple(p[1] for p in plan),
         total_cost=base + float(extra[chosen].sum()),
         slo_attainment=float((chosen & eligible).sum() / eligible.sum()) if eligible.any() else 1.0,
-        scaling_actions=sum(1 for a, b in zip(plan, plan[1:], strict=False) if a != b),
+        scaling_actions=sum(1 for a, b in itertools.pairwise(plan) if a != b),
+        request_slo_share=request_slo_share(counts, [(by_name[n], k) for n, k in plan], slo_ms, window_s),
     )

@@ -5,8 +5,9 @@ Model (stated, not measured):
 * Time step 1 s. Arrivals in a second are Poisson at that second's count; a serving pool of `c` ready
   replicas is M/M/c (`cost.queueing`), so a request's p99 latency is the profiled p99 service time
   plus the Erlang-C p99 wait, plus the time to drain any backlog carried in from earlier seconds
-  (fluid queue: backlog grows when arrivals exceed `c * mu`). A pool with no ready replica keeps
-  requests in its backlog; none are dropped.
+  (fluid queue: backlog grows when arrivals exceed `c * mu`). Requests that would wait more than
+  `max_queue_s` are rejected (Triton's queue timeout) and count as late; a pool with no ready replica
+  holds `max_queue_s` of arrivals.
 * A scale-up launches replicas at once: they are billed from launch and serve after the pool's
   `startup_s` (default 120 s GPU, 60 s CPU: scheduling, image pull, model load). A scale-down removes
   the youngest replicas first (not-ready ones first) and stops their billing at once, except that
@@ -44,6 +45,8 @@ class SimConfig:
         billing_minimum_s: Minimum billed life of a replica.
         min_replicas: Floor for every policy.
         max_replicas: Ceiling for every policy.
+        max_queue_s: Requests that would wait longer are rejected (Triton's queue policy with a
+            timeout, or the client giving up); they count as late.
     """
 
     slo_ms: float
@@ -55,6 +58,7 @@ class SimConfig:
     billing_minimum_s: float = 60.0
     min_replicas: int = 1
     max_replicas: int = 100
+    max_queue_s: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +108,7 @@ class RunResult:
     budget_overrun: float
     budget_overrun_windows: int
     slo_attainment: float
+    request_slo_share: float
     eligible_windows: int
     scaling_actions: int
     cold_starts: int
@@ -112,6 +117,7 @@ class RunResult:
     cumulative_spend_per_minute: list[float]
     variant_seconds: dict[str, float]
     budget_limited_syncs: int = 0
+    rejected_requests: float = 0.0
 
 
 @functools.lru_cache(maxsize=400_000)
@@ -279,7 +285,7 @@ def run(
     fleet.reps[target.variant] = [(-1e9, -1e9)] * target.replicas
     variant_seconds = dict.fromkeys(fleet.by_name, 0.0)
     draining = False  # other variants serve until `target` is ready
-    backlog = success = queue_us = duration_us = 0.0
+    backlog = success = queue_us = duration_us = rejected = 0.0
     snaps: list[metrics.TritonCounters] = []
     actions = limited = 0
     spent = 0.0
@@ -300,7 +306,9 @@ def run(
             if (new.variant, new.replicas) != (target.variant, target.replicas):
                 actions += 1
             fleet.scale(new.variant, new.replicas, now)
-            target, draining = new, new.keep_previous
+            if new.variant != target.variant:
+                draining = new.keep_previous
+            target = new
             if not draining:
                 fleet.drop_others(new.variant, now)
         if draining and fleet.ready(target.variant, now) >= target.replicas:
@@ -320,6 +328,7 @@ def run(
             backlog += a
             late[s] = 1.0 if a else 0.0
             served = wait = 0.0
+            limit = a * cfg.max_queue_s
         else:
             servers = max(1, round(cap / main.throughput_per_s))
             carried_ms = 1000.0 * backlog / cap
@@ -339,6 +348,13 @@ def run(
                 late[s] = 1.0
                 wait = 1000.0 * backlog / cap
             duration_us += served * (main.latency_p50_ms + wait) * 1000
+            limit = cap * cfg.max_queue_s
+        if backlog > limit:
+            dropped = backlog - limit
+            backlog = limit
+            rejected += dropped
+            if a:
+                late[s] = min(1.0, late[s] + dropped / a)
         success += served
         queue_us += served * wait * 1000
         snaps.append(
@@ -348,6 +364,7 @@ def run(
                 queue_duration_us=queue_us,
                 request_duration_us=duration_us,
                 pending=backlog,
+                rejected=rejected,
             )
         )
 
@@ -363,6 +380,7 @@ def run(
         budget_overrun=overrun,
         budget_overrun_windows=windows,
         slo_attainment=attainment,
+        request_slo_share=1.0 - float((counts * late).sum()) / max(1, int(counts.sum())),
         eligible_windows=eligible,
         scaling_actions=actions,
         cold_starts=fleet.cold_starts,
@@ -373,4 +391,5 @@ def run(
         cumulative_spend_per_minute=[float(cum[min(n - 1, (m + 1) * 60 - 1)]) for m in range(minutes)],
         variant_seconds=variant_seconds,
         budget_limited_syncs=limited,
+        rejected_requests=rejected,
     )

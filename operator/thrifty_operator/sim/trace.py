@@ -97,6 +97,8 @@ def per_second_counts(
     if rate_scale == 1.0:
         return counts
     kernel = np.ones(smooth_s) / smooth_s
-    rate = np.convolve(counts.astype(np.float64), kernel, mode="same")
+    # Divide by the kernel's coverage so that the first and last seconds are not diluted.
+    coverage = np.convolve(np.ones(len(counts)), kernel, mode="same")
+    rate = np.convolve(counts.astype(np.float64), kernel, mode="same") / coverage
     rng = np.random.default_rng(seed)
     return rng.poisson(rate * rate_scale).astype(np.int64)

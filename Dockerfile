@@ -1,0 +1,123 @@
+# syntax=docker/dockerfile:1
+# Thrifty's images, one build target each:
+#   docker build --target operator      -t ghcr.io/thrifty-dev/thrifty-operator:0.1.0 .
+#   docker build --target converter     -t ghcr.io/thrifty-dev/thrifty-converter:0.1.0 .
+#   docker build --target converter-gpu -t ghcr.io/thrifty-dev/thrifty-converter-gpu:0.1.0 .
+# `operator` is the default target (the last stage). docs/images.md says what has been built and tested.
+
+# Slim Debian with CPython 3.11 for the operator and the CPU converter.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# NGC TensorRT (CUDA, cuDNN, TensorRT and its Python bindings). converters[gpu] needs TensorRT >= 10.12:
+# choose a tag whose release notes list at least that version.
+ARG TENSORRT_IMAGE=nvcr.io/nvidia/tensorrt:25.10-py3
+# The PyTorch index with CPU-only wheels: PyPI's Linux torch wheel pulls about 3 GB of CUDA libraries.
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+
+# uv, copied into the builder stages (a pinned release of its distroless image).
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+
+FROM ${PYTHON_IMAGE} AS python-base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH
+# The unprivileged user every image runs as (uid and gid 1000, as the chart's securityContext expects).
+RUN groupadd --gid 1000 thrifty \
+    && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin thrifty
+
+# ---------------------------------------------------------------- operator
+FROM python-base AS operator-builder
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+RUN uv venv /opt/venv
+# Dependencies first, from the project metadata alone, so that source changes reuse this layer.
+COPY operator/pyproject.toml /src/operator/pyproject.toml
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python -r /src/operator/pyproject.toml
+COPY operator/ /src/operator/
+# Only the operator package: no torch, no converter frameworks, no optional extras.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python --no-deps /src/operator
+
+# ---------------------------------------------------------------- converter (CPU)
+FROM python-base AS converter-builder
+COPY --from=uv /uv /usr/local/bin/uv
+ARG TORCH_CPU_INDEX
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+RUN uv venv /opt/venv
+# torch from the CPU-only index first; the extras below then find it satisfied.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python --index-url "${TORCH_CPU_INDEX}" "torch>=2.6"
+COPY converters/pyproject.toml /src/converters/pyproject.toml
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve
+COPY converters/ /src/converters/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python --no-deps /src/converters
+
+# torch, onnx, onnxruntime, openvino, nncf, tritonclient and Triton's CPU build (nvidia-pytriton).
+FROM python-base AS converter
+LABEL org.opencontainers.image.title="thrifty-converter" \
+      org.opencontainers.image.description="Thrifty's CPU converter and profiler (PyTorch, ONNX, OpenVINO, Triton)" \
+      org.opencontainers.image.source="https://github.com/thrifty-dev/thrifty" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# The virtual environment stays owned by root: uid 1000 can run it but not change it.
+COPY --from=converter-builder /opt/venv /opt/venv
+WORKDIR /work
+USER 1000:1000
+ENTRYPOINT ["thrifty-convert"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------- converter-gpu
+# TensorRT engine builds and GPU profiling. One stage: the venv must see the base image's TensorRT and CUDA.
+FROM ${TENSORRT_IMAGE} AS converter-gpu
+LABEL org.opencontainers.image.title="thrifty-converter-gpu" \
+      org.opencontainers.image.description="Thrifty's GPU converter and profiler (TensorRT, ONNX Runtime GPU)" \
+      org.opencontainers.image.source="https://github.com/thrifty-dev/thrifty" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=uv /uv /usr/local/bin/uv
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    PATH=/opt/venv/bin:$PATH
+# --system-site-packages: the base image's tensorrt bindings match its CUDA and TensorRT libraries. The
+# constraint keeps the resolver on that version instead of a newer PyPI wheel built for another CUDA (and fails
+# the build when the base image's TensorRT is older than converters[gpu] needs).
+RUN uv venv --system-site-packages --python python3 /opt/venv \
+    && python3 -c 'import tensorrt; print(f"tensorrt=={tensorrt.__version__}")' > /opt/base-constraints.txt
+COPY converters/pyproject.toml /src/converters/pyproject.toml
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python -c /opt/base-constraints.txt \
+        -r /src/converters/pyproject.toml --extra gpu --extra cpu
+COPY converters/ /src/converters/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/venv/bin/python --no-deps /src/converters \
+    && rm -rf /src
+# Ubuntu 24.04 based images already have a uid 1000 user (ubuntu); create one only where it is missing.
+RUN if ! getent passwd 1000 >/dev/null; then \
+        groupadd --gid 1000 thrifty && useradd --uid 1000 --gid 1000 --no-create-home --shell /usr/sbin/nologin thrifty; \
+    fi
+WORKDIR /work
+USER 1000:1000
+ENTRYPOINT ["thrifty-convert"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------- operator (default target)
+FROM python-base AS operator
+LABEL org.opencontainers.image.title="thrifty-operator" \
+      org.opencontainers.image.description="Thrifty's Kubernetes operator (kopf)" \
+      org.opencontainers.image.source="https://github.com/thrifty-dev/thrifty" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# The virtual environment stays owned by root: uid 1000 can run it but not change it.
+COPY --from=operator-builder /opt/venv /opt/venv
+USER 1000:1000
+# kopf's liveness endpoint (the chart probes /healthz here).
+EXPOSE 8080
+ENTRYPOINT ["kopf", "run", "-m", "thrifty_operator.handlers"]
+# Defaults for a single-replica operator; the Helm chart passes its own arguments instead.
+CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=json"]

@@ -1,0 +1,6 @@
+# Cost simulator benchmark (issue 5 §3): Thrifty's policy against static-peak, HPA-like, KEDA-like and
+# offline oracles on the Azure LLM trace and seeded diurnal load. Writes .bench/cost/.
+
+.PHONY: bench-cost
+bench-cost: $(VENV)/.installed ## Run the cost benchmark and report which targets are met
+	$(PY) -m thrifty_operator.sim.bench --out .bench/cost

@@ -1,0 +1,184 @@
+"""kopf glue: thin handlers that read inputs, call the pure pipeline and hand its plan to `k8s`.
+
+Run with `kopf run --standalone --all-namespaces -m thrifty_operator.handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import kopf
+import pydantic
+
+from . import config, k8s, manifests, names, pipeline, pricing
+from .api import models
+
+SETTINGS = config.Settings()
+RESOURCE = (models.GROUP, models.VERSION, models.PLURAL)
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Operator-wide tuning; every non-default value says why."""
+    # kopf's bookkeeping lives in annotations under our prefix, never in the user's status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=models.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = names.FINALIZER
+    # Our own Events are posted explicitly; kopf's log records become Events only for warnings and errors.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches every 5 minutes instead of relying on the server's default of up to an hour.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    # Handlers do blocking API calls in threads; enough workers for many models reconciling at once.
+    settings.execution.max_workers = 32
+
+
+def _catalogue() -> config.PoolCatalogue:
+    try:
+        return config.load_catalogue(SETTINGS.pool_catalogue)
+    except (OSError, pydantic.ValidationError, ValueError) as err:
+        raise kopf.TemporaryError(
+            f"pool catalogue {SETTINGS.pool_catalogue} unusable: {err}", delay=30
+        ) from err
+
+
+def _price_of(pool: config.Pool, spec: models.OptimizedModelSpec) -> Decimal:
+    return pricing.replica_price(
+        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
+    )
+
+
+def _changed(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in new.items() if stored.get(key) != value}
+
+
+def reconcile(
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    generation: int,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    body: kopf.Body,
+) -> None:
+    """Level-based reconcile shared by create, update, resume and the timer."""
+    try:
+        typed = models.OptimizedModelSpec.model_validate(spec)
+    except pydantic.ValidationError as err:
+        # The CRD schema admits nothing this rejects; an older stored object might. Report, don't retry.
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        patch.status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "InvalidSpec",
+                "message": f"spec.{where}: {first['msg']}",
+                "lastTransitionTime": kopf.now() if hasattr(kopf, "now") else None,
+            }
+        ]
+        raise kopf.PermanentError(f"invalid spec.{where}: {first['msg']}") from err
+    owner = manifests.Owner(name=name, namespace=namespace, uid=uid)
+    try:
+        observed = k8s.observe(namespace, name, names.artifact_digest(typed))
+        for job_name, state in observed.jobs.items():
+            if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
+                k8s.keep_summary(namespace, job_name, state)
+        result = pipeline.plan(
+            owner=owner,
+            generation=generation,
+            spec=typed,
+            stored_status=status,
+            observed=observed,
+            catalogue=_catalogue(),
+            settings=SETTINGS,
+            price_of=_price_of,
+        )
+        if result.create_jobs:
+            k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
+        for job in result.create_jobs:
+            if k8s.create_job(job):
+                kopf.event(
+                    body, type="Normal", reason="JobCreated", message=f"created Job {job['metadata']['name']}"
+                )
+        for job_name in result.adopt_jobs:
+            k8s.adopt_job(namespace, job_name, owner.reference(controller=False))
+        for manifest in result.apply:
+            k8s.apply(manifest)
+    except k8s.ApiError as err:
+        if err.retryable:
+            raise kopf.TemporaryError(str(err), delay=10) from err
+        kopf.warn(body, reason="ApiRequestFailed", message=str(err))
+        raise kopf.TemporaryError(str(err), delay=60) from err
+    # kopf.event posts regardless of `posting.level`, which only filters kopf's own log records.
+    for event in result.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    for key, value in _changed(status, result.status).items():
+        patch.status[key] = value
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def on_change(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    body: kopf.Body,
+    **_: Any,
+) -> None:
+    """Create, update and operator restart: reconcile now."""
+    reconcile(
+        name=name,
+        namespace=namespace or "default",
+        uid=uid,
+        generation=int(meta.get("generation") or 0),
+        spec=dict(spec),
+        status=dict(status),
+        patch=patch,
+        body=body,
+    )
+
+
+@kopf.timer(*RESOURCE, interval=SETTINGS.status_interval_seconds, initial_delay=2.0)
+def on_timer(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    body: kopf.Body,
+    **_: Any,
+) -> None:
+    """Observed state changes (Jobs finishing, pods becoming ready) move the pipeline on."""
+    reconcile(
+        name=name,
+        namespace=namespace or "default",
+        uid=uid,
+        generation=int(meta.get("generation") or 0),
+        spec=dict(spec),
+        status=dict(status),
+        patch=patch,
+        body=body,
+    )
+
+
+@kopf.on.delete(*RESOURCE)
+def on_delete(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
+    """Children carry owner references, so the garbage collector removes them; artifacts stay in the store."""
+    logger.info("OptimizedModel %s/%s deleted; its Jobs, Deployment and Service follow", namespace, name)

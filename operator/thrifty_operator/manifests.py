@@ -1,0 +1,438 @@
+"""Pure builders of the child objects: conversion and profiling Jobs, the Triton Deployment and Service.
+
+Every builder returns a plain manifest dict with owner reference and labels set, so the I/O layer only
+creates or patches what it is handed and tests assert on data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import posixpath
+from decimal import Decimal
+from typing import Any
+
+from . import config, names
+from .api import models
+
+ARTIFACTS_MOUNT = "/var/lib/thrifty/artifacts"
+SOURCES_MOUNT = "/var/lib/thrifty/sources"
+TERMINATION_LOG = "/dev/termination-log"
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+CONVERTER_RESOURCES = {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+
+_RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+APPLIED_HASH_ANNOTATION = f"{models.GROUP}/applied-hash"
+
+
+def stamp(manifest: dict[str, Any]) -> str:
+    """Annotate `manifest` with a hash of its content (without the annotation); return the hash."""
+    annotations = manifest["metadata"].setdefault("annotations", {})
+    annotations.pop(APPLIED_HASH_ANNOTATION, None)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    annotations[APPLIED_HASH_ANNOTATION] = digest
+    return digest
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Owner:
+    """The OptimizedModel that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self, *, controller: bool = True) -> dict[str, Any]:
+        """Owner reference: garbage collection deletes children with the OptimizedModel."""
+        return {
+            "apiVersion": f"{models.GROUP}/{models.VERSION}",
+            "kind": models.KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mounted:
+    """A model or dataset URI as the converter container sees it."""
+
+    arg: str
+    volume: dict[str, Any] | None = None
+    mount: dict[str, Any] | None = None
+    env_from_secret: str | None = None
+
+
+def _mounted(uri: str, volume_name: str, secret: str | None = None) -> _Mounted:
+    scheme, _, rest = uri.partition("://")
+    mount_path = posixpath.join(SOURCES_MOUNT, volume_name)
+    if scheme == "file":
+        folder, filename = posixpath.split(rest)
+        volume = {"name": volume_name, "hostPath": {"path": folder or "/", "type": "Directory"}}
+        mount = {"name": volume_name, "mountPath": mount_path, "readOnly": True}
+        return _Mounted(posixpath.join(mount_path, filename), volume, mount)
+    if scheme == "pvc":
+        claim, _, path = rest.partition("/")
+        volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        mount = {"name": volume_name, "mountPath": mount_path, "readOnly": True}
+        return _Mounted(posixpath.join(mount_path, path), volume, mount)
+    # s3:// — the converter downloads it with the referenced credentials.
+    return _Mounted(uri, env_from_secret=secret)
+
+
+def artifact_dir(digest: str) -> str:
+    """Where one set of variants lives inside the artifact volume (content-addressed)."""
+    return posixpath.join(ARTIFACTS_MOUNT, digest)
+
+
+def pool_dir(digest: str, pool: config.Pool) -> str:
+    """Where one pool's profile (and, for GPU pools, its TensorRT engines) live."""
+    return posixpath.join(artifact_dir(digest), "pools", pool.name)
+
+
+def _artifact_volume(settings: config.Settings, read_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    volume = {"name": "artifacts", "persistentVolumeClaim": {"claimName": settings.artifact_pvc}}
+    mount = {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT, "readOnly": read_only}
+    return volume, mount
+
+
+def _pod_placement(pool: config.Pool) -> dict[str, Any]:
+    placement: dict[str, Any] = {"nodeSelector": dict(pool.node_selector)}
+    if pool.tolerations:
+        placement["tolerations"] = [t.model_dump(exclude_none=True) for t in pool.tolerations]
+    return placement
+
+
+def _job(
+    *,
+    owner: Owner,
+    name: str,
+    component: str,
+    pool: config.Pool,
+    args: list[str],
+    image: str,
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    secrets: list[str],
+    settings: config.Settings,
+    gpu: bool,
+    digest: str,
+) -> dict[str, Any]:
+    labels = names.labels(owner.name, component) | {names.LABEL_POOL: pool.name, names.LABEL_DIGEST: digest}
+    resources: dict[str, Any] = json.loads(json.dumps(CONVERTER_RESOURCES))
+    if gpu and pool.accelerator:
+        resources["limits"][pool.accelerator.resource] = "1"
+    container: dict[str, Any] = {
+        "name": component,
+        "image": image,
+        "command": ["thrifty-convert"],
+        "args": args,
+        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TMPDIR", "value": "/tmp"}],
+        "resources": resources,
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _RESTRICTED_CONTAINER,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in sorted(set(secrets))]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": labels,
+            # Shared by every OptimizedModel with the same digest: none controls it, the last owner's deletion
+            # lets the garbage collector remove it.
+            "ownerReferences": [owner.reference(controller=False)],
+        },
+        "spec": {
+            # A failed conversion is reported, not retried: the same inputs would fail the same way.
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.job_deadline_seconds,
+            "template": {
+                "metadata": {"labels": labels | settings.extra_pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": _RESTRICTED_POD,
+                    **_pod_placement(pool),
+                    "containers": [container],
+                    "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _signature_arg(spec: models.OptimizedModelSpec) -> str:
+    return json.dumps(spec.signature.model_dump(mode="json", by_alias=True), separators=(",", ":"))
+
+
+def convert_job(
+    *,
+    owner: Owner,
+    spec: models.OptimizedModelSpec,
+    digest: str,
+    pool: config.Pool,
+    price_per_hour: Decimal,
+    settings: config.Settings,
+) -> dict[str, Any]:
+    """The Job that exports, quantizes and checks every CPU variant on a CPU-pool node."""
+    secret = spec.source.credentials_secret_ref.name if spec.source.credentials_secret_ref else None
+    source = _mounted(spec.source.uri, "source", secret)
+    artifacts_volume, artifacts_mount = _artifact_volume(settings, read_only=False)
+    cpu_variants = [v for v in spec.optimization.variants if v not in models.GPU_VARIANTS]
+    args = [
+        "optimize",
+        source.arg,
+        "--out",
+        artifact_dir(digest),
+        "--target",
+        "cpu",
+        "--variants",
+        ",".join(cpu_variants),
+        "--max-batch-size",
+        str(spec.optimization.max_batch_size),
+        "--latency-budget-ms",
+        str(spec.optimization.latency_target_ms),
+        "--price-per-hour",
+        str(price_per_hour),
+        "--signature",
+        _signature_arg(spec),
+        "--summary-file",
+        TERMINATION_LOG,
+    ]
+    mounted = [source]
+    for flag, ref in (
+        ("--inputs", spec.optimization.inputs),
+        ("--calibration", spec.optimization.calibration),
+        ("--eval", spec.optimization.evaluation),
+    ):
+        if ref is not None:
+            item = _mounted(ref.uri, flag.strip("-"), secret)
+            mounted.append(item)
+            args += [flag, item.arg]
+    volumes = [artifacts_volume] + [m.volume for m in mounted if m.volume]
+    mounts = [artifacts_mount] + [m.mount for m in mounted if m.mount]
+    return _job(
+        owner=owner,
+        name=names.convert_job(digest),
+        component="convert",
+        pool=pool,
+        args=args,
+        image=settings.converter_image,
+        volumes=volumes,
+        mounts=mounts,
+        secrets=[m.env_from_secret for m in mounted if m.env_from_secret],
+        settings=settings,
+        gpu=False,
+        digest=digest,
+    )
+
+
+def profile_job(
+    *,
+    owner: Owner,
+    spec: models.OptimizedModelSpec,
+    digest: str,
+    pool: config.Pool,
+    price_per_hour: Decimal,
+    settings: config.Settings,
+) -> dict[str, Any]:
+    """The Job that measures variants on one pool's hardware; on GPU pools it first builds the GPU variants
+    (TensorRT engines are specific to the GPU product, so they are built on the pool that serves them)."""
+    artifacts_volume, artifacts_mount = _artifact_volume(settings, read_only=False)
+    common = [
+        "--max-batch-size",
+        str(spec.optimization.max_batch_size),
+        "--latency-budget-ms",
+        str(spec.optimization.latency_target_ms),
+        "--price-per-hour",
+        str(price_per_hour),
+        "--summary-file",
+        TERMINATION_LOG,
+    ]
+    if pool.is_gpu:
+        gpu_variants = [v for v in spec.optimization.variants if v in models.GPU_VARIANTS]
+        args = [
+            "optimize",
+            posixpath.join(artifact_dir(digest), "model.onnx"),
+            "--out",
+            pool_dir(digest, pool),
+            "--target",
+            "gpu",
+            "--variants",
+            ",".join(gpu_variants) or "onnx-fp16",
+            "--signature",
+            _signature_arg(spec),
+            *common,
+        ]
+        image = settings.converter_gpu_image
+    else:
+        args = ["profile", artifact_dir(digest), "--pool", pool.name, *common]
+        image = settings.converter_image
+    return _job(
+        owner=owner,
+        name=names.profile_job(pool.name, digest),
+        component="profile",
+        pool=pool,
+        args=args,
+        image=image,
+        volumes=[artifacts_volume],
+        mounts=[artifacts_mount],
+        secrets=[],
+        settings=settings,
+        gpu=pool.is_gpu,
+        digest=digest,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Serving:
+    """What the Triton Deployment serves and where."""
+
+    variant: str
+    model_name: str
+    repository: str
+    pool: config.Pool
+    replicas: int
+
+
+def _triton_resources(spec: models.OptimizedModelSpec, pool: config.Pool) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "requests": spec.serving.resources.requests.model_dump(exclude_none=True),
+    }
+    limits = (
+        spec.serving.resources.limits.model_dump(exclude_none=True) if spec.serving.resources.limits else {}
+    )
+    if pool.accelerator:
+        limits[pool.accelerator.resource] = "1"
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def triton_deployment(
+    *, owner: Owner, spec: models.OptimizedModelSpec, serving: Serving, digest: str, settings: config.Settings
+) -> dict[str, Any]:
+    """Triton serving the selected variant; rolling updates add a ready pod before removing an old one."""
+    labels = names.labels(owner.name, "triton")
+    artifacts_volume, artifacts_mount = _artifact_volume(settings, read_only=True)
+    probe_port = {"port": "http"}
+    container = {
+        "name": "triton",
+        "image": spec.serving.triton_image,
+        "command": ["tritonserver"],
+        "args": [
+            f"--model-repository={serving.repository}",
+            "--model-control-mode=explicit",
+            f"--load-model={serving.model_name}",
+            f"--http-port={HTTP_PORT}",
+            f"--grpc-port={GRPC_PORT}",
+            f"--metrics-port={METRICS_PORT}",
+            "--exit-on-error=true",
+            "--log-verbose=0",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", **probe_port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", **probe_port},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "resources": _triton_resources(spec, serving.pool),
+        "volumeMounts": [artifacts_mount, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _RESTRICTED_CONTAINER,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.deployment(owner.name),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "replicas": serving.replicas,
+            "selector": {"matchLabels": names.selector(owner.name, "triton")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels | {names.LABEL_POOL: serving.pool.name} | settings.extra_pod_labels,
+                    "annotations": {
+                        names.ANNOTATION_VARIANT: serving.variant,
+                        names.ANNOTATION_DIGEST: digest,
+                    },
+                },
+                "spec": {
+                    "securityContext": _RESTRICTED_POD,
+                    **_pod_placement(serving.pool),
+                    "containers": [container],
+                    "volumes": [artifacts_volume, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def triton_service(*, owner: Owner) -> dict[str, Any]:
+    """ClusterIP Service in front of the Triton pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.service(owner.name),
+            "namespace": owner.namespace,
+            "labels": names.labels(owner.name, "triton"),
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector(owner.name, "triton"),
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def artifacts_claim(*, namespace: str, settings: config.Settings) -> dict[str, Any]:
+    """The shared artifact PersistentVolumeClaim of a namespace (not owned: it outlives single models)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": settings.artifact_pvc,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "thrifty", "app.kubernetes.io/managed-by": names.MANAGED_BY},
+        },
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "20Gi"}}},
+    }

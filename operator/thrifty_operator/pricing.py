@@ -1,0 +1,39 @@
+"""Adapter from the pool catalogue and a spec's resource requests to the pure cost model (`cost.pricing`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from kubernetes.utils.quantity import parse_quantity
+
+from . import config
+from .cost import pricing as cost_pricing
+
+_GIB = Decimal(1024**3)
+
+
+def pool_price(pool: config.Pool) -> cost_pricing.PoolPrice:
+    """The cost model's view of a catalogue pool."""
+    return cost_pricing.PoolPrice(
+        name=pool.name,
+        accelerator=pool.accelerator.product if pool.accelerator else "none",
+        cpu=float(parse_quantity(pool.allocatable.cpu)),
+        memory_gib=float(parse_quantity(pool.allocatable.memory) / _GIB),
+        gpu=pool.allocatable.gpu if pool.accelerator else 0,
+        price_per_hour=float(pool.price_per_node_hour),
+    )
+
+
+def replica_request(pool: config.Pool, cpu: str | None, memory: str | None) -> cost_pricing.ReplicaRequest:
+    """One Triton replica's requests on `pool`; GPU pools give each replica one whole GPU."""
+    return cost_pricing.ReplicaRequest(
+        cpu=float(parse_quantity(cpu or "1")),
+        memory_gib=float(parse_quantity(memory or "2Gi") / _GIB),
+        gpu=1 if pool.accelerator else 0,
+    )
+
+
+def replica_price(pool: config.Pool, cpu: str | None, memory: str | None) -> Decimal:
+    """Hourly price of one replica, apportioned from the node price the way OpenCost does."""
+    share = cost_pricing.opencost_share_per_hour(pool_price(pool), replica_request(pool, cpu, memory))
+    return Decimal(str(round(share, 6)))

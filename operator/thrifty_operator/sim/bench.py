@@ -1,0 +1,179 @@
+"""`make bench-cost`: the cost benchmark scenarios and the issue's targets, reported honestly.
+
+Run as `python -m thrifty_operator.sim.bench [--out DIR]`. Exit status 1 only if Thrifty's policy
+overran a budget (a guarantee); missed performance targets are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import catalog, experiment, generator, oracle, simulate, trace
+from .cli import format_table
+
+AZURE_TRACE = Path("/work/shared/traces/azure_llm_2023_conv.csv")
+SLO_MS = 50.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One benchmark scenario."""
+
+    name: str
+    load: Callable[[], npt.NDArray[np.int64]]
+    per_hour: float | None = None
+    # Monthly cap as a share of the O1 oracle's cost for the period (pro-rated to a month).
+    month_share_of_oracle: float | None = None
+
+
+def _scenarios(trace_path: Path) -> list[Scenario]:
+    def azure(scale: float) -> Callable[[], npt.NDArray[np.int64]]:
+        return lambda: trace.per_second_counts(trace.load_arrivals(trace_path), scale, seed=0)
+
+    def diurnal(mean: float, seed: int) -> Callable[[], npt.NDArray[np.int64]]:
+        return lambda: generator.diurnal(2.0, mean, 2.5, seed=seed)
+
+    return [
+        Scenario("azure-x20", azure(20)),
+        Scenario("azure-x80", azure(80)),
+        Scenario("diurnal-150rps", diurnal(150, 1)),
+        Scenario("diurnal-1500rps", diurnal(1500, 2)),
+        Scenario("diurnal-300rps-hourly-cap", diurnal(300, 3), per_hour=0.8),
+        Scenario("diurnal-300rps-monthly-cap", diurnal(300, 3), month_share_of_oracle=0.8),
+    ]
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _check(result: dict[str, Any], binding: bool) -> list[tuple[str, bool | None, str]]:
+    """Evaluate the issue's targets on one scenario; None means not applicable."""
+    p = result["policies"]
+    t, hpa, static, o1 = p["thrifty"], p["hpa"], p["static-peak"], p["oracle"]
+    checks: list[tuple[str, bool | None, str]] = [
+        ("zero overrun", t["budget_overrun"] == 0, f"overrun {t['budget_overrun']:.4f}"),
+    ]
+    if not binding:
+        ratio = t["total_cost"] / o1["total_cost"]
+        saving_static = 1 - t["total_cost"] / static["total_cost"]
+        saving_hpa = 1 - t["total_cost"] / hpa["total_cost"]
+        p2m = result["load"]["peak_to_mean_per_minute"]
+        checks += [
+            ("SLO >= 99%", t["slo_attainment"] >= 0.99, f"{100 * t['slo_attainment']:.2f}%"),
+            ("cost <= 1.25x oracle", ratio <= 1.25, f"{ratio:.2f}x"),
+            (
+                ">= 40% cheaper than static-peak (peak/mean >= 2)",
+                saving_static >= 0.40 if p2m >= 2 else None,
+                f"{100 * saving_static:.0f}% cheaper, peak/mean {p2m:.2f}",
+            ),
+            (
+                ">= 20% cheaper than HPA, SLO >=, actions <= half",
+                saving_hpa >= 0.20
+                and t["slo_attainment"] >= hpa["slo_attainment"]
+                and t["scaling_actions"] <= hpa["scaling_actions"] / 2,
+                f"{100 * saving_hpa:.0f}% cheaper, SLO {100 * t['slo_attainment']:.2f}% vs "
+                f"{100 * hpa['slo_attainment']:.2f}%, "
+                f"actions {t['scaling_actions']} vs {hpa['scaling_actions']}",
+            ),
+        ]
+    else:
+        o2 = p["oracle-budget"]
+        share = t["slo_attainment"] / o2["slo_attainment"] if o2["slo_attainment"] else 1.0
+        checks.append(
+            (
+                "SLO >= 95% of budget oracle's",
+                share >= 0.95,
+                f"{100 * t['slo_attainment']:.2f}% vs {100 * o2['slo_attainment']:.2f}% ({100 * share:.0f}%)",
+            )
+        )
+    return checks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run all scenarios, print tables and target checks, write JSON and plots.
+
+    Args:
+        argv: Arguments without the program name.
+
+    Returns:
+        1 if Thrifty overran a budget, else 0.
+    """
+    ap = argparse.ArgumentParser(prog="bench-cost")
+    ap.add_argument("--out", type=Path, default=Path(".bench/cost"))
+    ap.add_argument("--trace", type=Path, default=AZURE_TRACE)
+    ap.add_argument("--only", help="run only scenarios whose name contains this")
+    args = ap.parse_args(argv)
+    pools = catalog.load_pools(None)
+    capacity = catalog.load_capacity(None, pools)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    overran = False
+    started = time.monotonic()
+    for sc in _scenarios(args.trace):
+        if args.only and args.only not in sc.name:
+            continue
+        t0 = time.monotonic()
+        counts = sc.load()
+        per_month = None
+        if sc.month_share_of_oracle is not None:
+            o1 = oracle.cheapest(counts, capacity.variants, pools, SLO_MS)
+            per_month = (
+                sc.month_share_of_oracle * o1.total_cost * experiment.HOURS_PER_MONTH * 3600 / len(counts)
+            )
+        budget = experiment.period_budget(sc.per_hour, per_month, len(counts))
+        cfg = simulate.SimConfig(slo_ms=SLO_MS, budget=budget)
+        result = experiment.run_all(counts, capacity, pools, cfg)
+        binding = not budget.unlimited
+        checks = _check(result, binding)
+        overran |= result["policies"]["thrifty"]["budget_overrun"] > 0
+        load = result["load"]
+        _say(
+            f"\n== {sc.name}: {load['seconds'] / 3600:.1f} h, mean {load['mean_rps']:.0f} req/s, "
+            f"peak/mean (1-min) {load['peak_to_mean_per_minute']:.2f}, p99 SLO {SLO_MS:g} ms, "
+            f"budget/h {budget.per_hour}, budget/period {budget.per_month and round(budget.per_month, 3)} "
+            f"[{time.monotonic() - t0:.1f} s]"
+        )
+        _say(format_table(result))
+        for name, ok, detail in checks:
+            status = "n/a" if ok is None else "MET" if ok else "MISSED"
+            _say(f"  {status:<6} {name}: {detail}")
+        summary[sc.name] = {
+            "budget": {"per_hour": budget.per_hour, "per_period": budget.per_month},
+            "load": {k: v for k, v in load.items() if k != "rps_per_minute"},
+            "policies": {
+                k: {
+                    m: v[m]
+                    for m in (
+                        "total_cost",
+                        "budget_overrun",
+                        "budget_overrun_windows",
+                        "slo_attainment",
+                        "scaling_actions",
+                    )
+                }
+                for k, v in result["policies"].items()
+            },
+            "targets": [{"target": n, "met": ok, "detail": d} for n, ok, d in checks],
+        }
+        from .plot import write_plot
+
+        write_plot(result, args.out / f"{sc.name}.png", sc.name, budget.per_month)
+    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+    _say(f"\nwrote {args.out}/results.json and one PNG per scenario in {time.monotonic() - started:.0f} s")
+    return 1 if overran else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

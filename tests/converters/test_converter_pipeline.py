@@ -1,0 +1,290 @@
+"""End-to-end runs of `thrifty-convert` on a tiny MLP, plus the pure parts (parity, selection, profiling)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from thrifty_converters import cli, cpu, parity, profiling, report, selection, variants
+from thrifty_converters.pipeline import ALL_VARIANTS
+from thrifty_converters.stages import export
+
+QUICK = ["--profile-seconds", "0.4", "--max-batch-size", "4"]
+
+
+def _optimize(model: Path, files: dict[str, Path], out: Path, *extra: str) -> int:
+    args = ["optimize", str(model), "--out", str(out), *QUICK, *extra]
+    for key, path in files.items():
+        args += [f"--{key}", str(path)]
+    return cli.main(args)
+
+
+@pytest.fixture(scope="module")
+def full_run(
+    tmp_path_factory: pytest.TempPathFactory, converter_models: type[Any]
+) -> tuple[Path, dict[str, Path], Path]:
+    """One optimize run with every variant on a TorchScript MLP (shared by the tests below)."""
+    models = converter_models
+    folder = tmp_path_factory.mktemp("mlp")
+    module = models.mlp()
+    model = models.save_torchscript(module, folder / "mlp.pt", models.inputs(4))
+    files = models.sets(folder, module)
+    # A relative --out, as users type it: stages must not depend on the current folder.
+    with contextlib.chdir(folder):
+        assert _optimize(model, files, Path("out")) == 0
+    return model, files, folder / "out"
+
+
+def _report(out: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((out / "report.json").read_text())
+    return data
+
+
+def test_optimize_writes_report_with_required_keys(full_run: tuple[Path, dict[str, Path], Path]) -> None:
+    data = _report(full_run[2])
+    assert data["schema_version"] == report.SCHEMA_VERSION
+    assert isinstance(data["baseline"], dict) and data["baseline"]["throughput_per_s"] > 0
+    rows = data["variants"]
+    assert isinstance(rows, list) and [v["name"] for v in rows] == list(ALL_VARIANTS)
+    for v in rows:
+        for key in (
+            "name",
+            "format",
+            "precision",
+            "status",
+            "parity",
+            "latency_ms",
+            "throughput_per_s",
+            "size_bytes",
+        ):
+            assert key in v
+        assert set(v["latency_ms"]) == {"p50", "p99"}
+    assert set(data["selected"]) == {"variant", "reason"}
+    report.read(full_run[2] / "report.json")  # validates against the pydantic schema
+
+
+def test_optimize_runs_every_cpu_stage_when_calibration_given(
+    full_run: tuple[Path, dict[str, Path], Path],
+) -> None:
+    stages = {s["name"]: s["status"] for s in _report(full_run[2])["stages"]}  # type: ignore[attr-defined]
+    assert stages["export"] == "ok"
+    for name in ("onnx-fp32", "onnx-int8-dynamic", "onnx-int8-static", "openvino-fp32", "openvino-int8"):
+        assert stages[name] == "ok", (name, stages[name])
+    bf16 = "ok" if _ov_bf16() else "skipped: CPU has no BF16 support (needs avx512_bf16 or AMX)"
+    assert stages["openvino-bf16"] == bf16
+
+
+def _ov_bf16() -> bool:
+    from thrifty_converters.stages import openvino
+
+    return openvino.cpu_supports_bf16()
+
+
+@pytest.mark.skipif(cpu.has_gpu(), reason="asserts the no-GPU behaviour; the gpu tier covers GPU machines")
+def test_gpu_stages_report_skipped_no_gpu_when_machine_has_none(
+    full_run: tuple[Path, dict[str, Path], Path],
+) -> None:
+    rows = {v.name: v for v in report.read(full_run[2] / "report.json").variants}
+    assert rows["onnx-fp16"].status == "skipped: no GPU"
+    assert rows["tensorrt-fp16"].status == "skipped: no GPU"
+
+
+def test_fp32_variants_pass_elementwise_parity(full_run: tuple[Path, dict[str, Path], Path]) -> None:
+    rows = {v.name: v for v in report.read(full_run[2] / "report.json").variants}
+    for name in ("onnx-fp32", "openvino-fp32"):
+        p = rows[name].parity
+        assert p is not None and p.passed and p.max_abs_error is not None
+        assert p.max_abs_error <= parity.FP32_ATOL * 10
+        assert rows[name].status == "ok"
+        assert rows[name].latency_ms.p50 is not None and rows[name].throughput_per_s
+
+
+def test_selection_picks_the_cheapest_passing_variant(full_run: tuple[Path, dict[str, Path], Path]) -> None:
+    r = report.read(full_run[2] / "report.json")
+    passing = [v for v in r.variants if v.status == "ok"]
+    assert passing and r.selected.variant is not None
+    cheapest = min(passing, key=lambda v: v.cost_per_million or float("inf"))
+    assert r.selected.variant == cheapest.name
+    for v in r.variants:
+        if v.parity is not None and not v.parity.passed:
+            assert v.status.startswith("failed: parity") and v.name != r.selected.variant
+
+
+def test_passing_variants_are_written_to_the_triton_repository(
+    full_run: tuple[Path, dict[str, Path], Path],
+) -> None:
+    r = report.read(full_run[2] / "report.json")
+    assert r.model_repository == "model_repository"
+    for v in r.variants:
+        if v.status == "ok":
+            assert v.triton is not None and v.triton.startswith("ok"), (v.name, v.triton)
+            assert (full_run[2] / "model_repository" / f"mlp-{v.name}" / "config.pbtxt").is_file()
+        else:
+            assert v.triton is None
+
+
+def test_optimize_skips_stages_when_outputs_exist(
+    full_run: tuple[Path, dict[str, Path], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, files, out = full_run
+    assert _optimize(model, files, out, "--variants", "onnx-fp32,onnx-int8-dynamic") == 0
+    stages = {s.name: s.status for s in report.read(out / "report.json").stages}
+    assert stages["export"] == "skipped: output exists"
+    assert stages["onnx-fp32"] == "skipped: output exists"
+    assert stages["openvino-fp32"] == "skipped: not requested (--variants)"
+    # Not a TTY under pytest: plain progress lines on stderr.
+    assert "thrifty-convert: onnx-fp32: skipped: output exists" in capsys.readouterr().err
+
+
+def test_profile_subcommand_reprofiles_passing_variants(full_run: tuple[Path, dict[str, Path], Path]) -> None:
+    out = full_run[2]
+    assert cli.main(["profile", str(out), "--profile-seconds", "0.3"]) == 0
+    written = list(out.glob("profile-*.json"))
+    assert len(written) == 1
+    r = report.read(written[0])
+    assert r.baseline.throughput_per_s and r.selected.variant is not None
+
+
+@pytest.mark.parametrize("kind", ["pt2", "onnx"])
+def test_optimize_accepts_torch_export_and_onnx_models(
+    tmp_path: Path, kind: str, converter_models: type[Any]
+) -> None:
+    models = converter_models
+    module = models.mlp()
+    save = models.save_pt2 if kind == "pt2" else models.save_onnx
+    model = save(module, tmp_path / f"mlp.{kind}", models.inputs(4))
+    files = models.sets(tmp_path, module)
+    del files["calibration"], files["eval"]
+    assert _optimize(model, files, tmp_path / "out", "--variants", "onnx-fp32") == 0
+    r = report.read(tmp_path / "out" / "report.json")
+    stages = {s.name: s.status for s in r.stages}
+    assert stages["export"] == ("ok" if kind == "pt2" else "skipped: source is ONNX")
+    assert r.selected.variant == "onnx-fp32"
+
+
+def test_export_marks_batch_and_sequence_axes_dynamic() -> None:
+    assert export.dynamic_dims(np.zeros((2, 128), np.int64)) == {0: "batch", 1: "sequence"}
+    assert export.dynamic_dims(np.zeros((2, 1, 8, 8), np.float32)) == {0: "batch"}
+
+
+def test_parity_fp32_fails_when_error_exceeds_tolerance() -> None:
+    ref = [np.ones((4, 3), np.float32)]
+    assert parity.compare(ref, [ref[0] + 5e-5], "fp32").passed
+    bad = parity.compare(ref, [ref[0] + 1e-2], "fp32")
+    assert not bad.passed and "atol" in bad.reason
+
+
+def test_parity_reduced_precision_uses_cosine_or_top1() -> None:
+    rng = np.random.default_rng(0)
+    ref = [rng.standard_normal((32, 10)).astype(np.float32)]
+    assert parity.compare(ref, [ref[0] * 1.01 + 1e-3], "int8").passed
+    noise = parity.compare(ref, [rng.standard_normal((32, 10)).astype(np.float32)], "int8")
+    assert not noise.passed and noise.mean_cosine < 0.5
+    assert not parity.compare(ref, [np.full_like(ref[0], np.nan)], "bf16").passed
+
+
+def test_metric_gate_allows_one_percent_relative_drop() -> None:
+    assert parity.metric_drop_ok(0.90, 0.895, 0.01)
+    assert not parity.metric_drop_ok(0.90, 0.88, 0.01)
+
+
+def test_selection_minimises_cost_per_million() -> None:
+    assert selection.cost_per_million(3.6, 1000.0) == pytest.approx(1.0)
+    chosen, why = selection.select(
+        [
+            selection.Candidate(name="slow", throughput_per_s=100.0, p99_ms=5.0),
+            selection.Candidate(name="fast", throughput_per_s=400.0, p99_ms=9.0),
+            selection.Candidate(name="infeasible", throughput_per_s=None, p99_ms=None),
+        ],
+        price_per_hour=2.0,
+    )
+    assert chosen == "fast" and "cost per million" in why
+    assert selection.select([], 1.0)[0] is None
+
+
+def test_best_within_budget_respects_p99() -> None:
+    rows = [
+        profiling.BatchProfile(
+            batch_size=1, p50_ms=1, p99_ms=2, throughput_per_s=500, stable=True, iterations=9
+        ),
+        profiling.BatchProfile(
+            batch_size=8, p50_ms=5, p99_ms=20, throughput_per_s=1600, stable=True, iterations=9
+        ),
+    ]
+    best = profiling.best_within_budget(rows, 10.0)
+    assert best is not None and best.batch_size == 1
+    assert profiling.best_within_budget(rows, None) == rows[1]
+    assert profiling.best_within_budget(rows, 1.0) is None
+
+
+def test_profile_measures_a_runner_with_stability_flag(converter_models: type[Any]) -> None:
+    models = converter_models
+
+    def run(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [feed["x"] @ np.ones((16, 4), np.float32)]
+
+    rows = profiling.profile(run, lambda b: {"x": models.inputs(b)}, [1, 4], max_seconds_per_batch=0.3)
+    assert [r.batch_size for r in rows] == [1, 4]
+    assert all(r.p50_ms <= r.p99_ms and r.throughput_per_s > 0 and r.iterations >= 3 for r in rows)
+
+
+def test_variant_artifact_validates_and_freezes(tmp_path: Path) -> None:
+    spec = variants.TensorSpec(name="x", dtype="float32", shape=(-1, 16))
+    art = variants.VariantArtifact(
+        name="onnx-fp32",
+        format="onnx",
+        precision="fp32",
+        path=tmp_path / "model.onnx",
+        inputs=[spec],
+        outputs=[variants.TensorSpec(name="y", dtype="float32", shape=(-1, 4))],
+        max_batch_size=8,
+        device="cpu",
+    )
+    assert isinstance(art.inputs, tuple) and hash(art)
+    with pytest.raises(ValueError, match="dtype"):
+        variants.TensorSpec(name="x", dtype="float", shape=(-1,))
+    with pytest.raises(ValueError, match="max_batch_size"):
+        variants.VariantArtifact(**{**art.__dict__, "max_batch_size": 0})
+
+
+def test_gpu_stage_reports_missing_package_as_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from thrifty_converters.stages import tensorrt
+
+    monkeypatch.setattr(cpu, "has_gpu", lambda: True)  # pretend, to reach the package check
+    monkeypatch.setattr(tensorrt, "_missing", lambda module: f"{module} is not installed")
+    result = tensorrt.tensorrt_fp16(tmp_path / "fp16.onnx", tmp_path / "model.plan", "gpu", {})
+    assert result.status == "skipped: tensorrt is not installed"
+    assert (
+        tensorrt.onnx_fp16(tmp_path / "m.onnx", tmp_path / "fp16.onnx", "cpu").status
+        == "skipped: target is cpu"
+    )
+
+
+def test_variant_losing_accuracy_fails_and_is_never_selected(
+    tmp_path: Path, converter_models: type[Any]
+) -> None:
+    import torch
+
+    # Class scores that differ by 1e-4 of their size: INT8 rounding reorders them, FP32 does not.
+    layer = torch.nn.Linear(16, 4, bias=False)
+    with torch.no_grad():
+        base = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))
+        layer.weight.copy_(base + 1e-4 * torch.randn(4, 16, generator=torch.Generator().manual_seed(1)))
+    module = layer.eval()
+    model = converter_models.save_torchscript(module, tmp_path / "tied.pt", converter_models.inputs(4))
+    files = converter_models.sets(tmp_path, module)
+    del files["calibration"]
+    assert _optimize(model, files, tmp_path / "out", "--variants", "onnx-fp32,onnx-int8-dynamic") == 0
+    r = report.read(tmp_path / "out" / "report.json")
+    rows = {v.name: v for v in r.variants}
+    assert rows["onnx-int8-dynamic"].status.startswith("failed: accuracy"), rows["onnx-int8-dynamic"].status
+    assert rows["onnx-int8-dynamic"].throughput_per_s is None and rows["onnx-int8-dynamic"].triton is None
+    assert rows["onnx-fp32"].status == "ok"
+    assert r.selected.variant == "onnx-fp32"

@@ -1,0 +1,197 @@
+"""Simulator smoke tests on a short slice of the Azure trace and on generated load."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thrifty_operator.cost import budgets
+from thrifty_operator.sim import baselines, catalog, cli, experiment, generator, oracle, simulate, trace
+
+AZURE = Path("/work/shared/traces/azure_llm_2023_conv.csv")
+needs_trace = pytest.mark.skipif(not AZURE.exists(), reason="shared Azure trace not present")
+
+
+@pytest.fixture(scope="module")
+def model() -> tuple[dict, catalog.CapacityModel]:
+    pools = catalog.load_pools(None)
+    return pools, catalog.load_capacity(None, pools)
+
+
+@pytest.fixture(scope="module")
+def azure_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # First 20 minutes (about 6,000 requests) of the trace.
+    lines = AZURE.read_text().splitlines()
+    path = tmp_path_factory.mktemp("trace") / "slice.csv"
+    path.write_text("\n".join(lines[:6001]) + "\n")
+    return path
+
+
+@needs_trace
+def test_trace_loader_reads_azure_timestamps_with_seven_fraction_digits(azure_slice: Path) -> None:
+    arrivals = trace.load_arrivals(azure_slice)
+    assert len(arrivals) == 6000
+    assert arrivals[0] == 0.0
+    assert 1000 < arrivals[-1] < 1300
+    counts = trace.per_second_counts(arrivals)
+    assert counts.sum() == 6000
+
+
+def test_trace_without_timestamp_column_fails_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(trace.TraceError, match="no timestamp column"):
+        trace.load_arrivals(bad)
+    garbled = tmp_path / "garbled.csv"
+    garbled.write_text("TIMESTAMP,x\nyesterday,1\n")
+    with pytest.raises(trace.TraceError, match="unusable timestamp"):
+        trace.load_arrivals(garbled)
+
+
+def test_cli_exits_non_zero_on_trace_without_timestamps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert cli.main(["--trace", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no timestamp column" in err
+
+
+def test_generator_is_seeded_and_diurnal() -> None:
+    a = generator.diurnal(1.0, 100.0, peak_to_mean=3.0, bursts_per_day=0, seed=7)
+    b = generator.diurnal(1.0, 100.0, peak_to_mean=3.0, bursts_per_day=0, seed=7)
+    assert np.array_equal(a, b)
+    hourly = a.reshape(24, 3600).mean(axis=1)
+    assert 85 < a.mean() < 115
+    assert hourly.max() / hourly.mean() > 2.3
+    assert hourly.argmax() == 16 or hourly.argmax() == 15
+
+
+@needs_trace
+def test_sim_smoke_on_azure_slice_meets_slo_without_overrun(
+    azure_slice: Path, model: tuple[dict, catalog.CapacityModel], tmp_path: Path
+) -> None:
+    pools, capacity = model
+    counts = trace.per_second_counts(trace.load_arrivals(azure_slice), 20.0, seed=0)
+    cfg = simulate.SimConfig(slo_ms=50, budget=budgets.Budget(per_hour=0.5))
+    result = experiment.run_all(counts, capacity, pools, cfg)
+    p = result["policies"]
+    assert set(p) == {"thrifty", "static-peak", "hpa", "keda", "oracle", "oracle-budget"}
+    ours = p["thrifty"]
+    assert ours["budget_overrun"] == 0
+    assert ours["budget_overrun_windows"] == 0
+    assert ours["slo_attainment"] >= 0.9
+    # Thrifty runs CPU INT8 at this load: cheaper than one T4 for the whole time.
+    assert ours["variant_seconds"]["onnx-int8"] > 0
+    assert ours["total_cost"] < p["hpa"]["total_cost"]
+    # The oracle is a lower bound on cost.
+    for name in ("thrifty", "static-peak", "hpa", "keda"):
+        assert p["oracle"]["total_cost"] <= p[name]["total_cost"] + 1e-9
+    assert p["oracle"]["slo_attainment"] == 1.0
+
+
+def test_cli_writes_results_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rc = cli.main(
+        ["--generate", "--days", "0.25", "--mean-rps", "150", "--budget-per-month", "300", "--out", str(out)]
+    )
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    for name in ("thrifty", "static-peak", "hpa", "keda", "oracle"):
+        r = results["policies"][name]
+        assert {"total_cost", "budget_overrun", "slo_attainment", "scaling_actions"} <= set(r)
+    assert results["policies"]["thrifty"]["budget_overrun"] == 0
+    assert (out / "plot.png").stat().st_size > 10_000
+
+
+def test_budget_overrun_counts_rolling_hours_and_period() -> None:
+    spend = np.full(7200, 1.0 / 3600)  # 1/h for two hours
+    amount, windows = simulate.rolling_overrun(spend, budgets.Budget(per_hour=0.5, per_month=1.5))
+    assert windows > 0
+    assert amount > 0.5
+    assert simulate.rolling_overrun(spend, budgets.Budget(per_hour=1.0, per_month=2.0)) == (0.0, 0)
+
+
+def test_budget_oracle_meets_no_more_windows_than_cost_oracle(
+    model: tuple[dict, catalog.CapacityModel],
+) -> None:
+    pools, capacity = model
+    counts = generator.diurnal(0.25, 300.0, seed=3)
+    o1 = oracle.cheapest(counts, capacity.variants, pools, 50)
+    o2 = oracle.best_within_budget(
+        counts, capacity.variants, pools, 50, budgets.Budget(per_month=o1.total_cost * 0.5)
+    )
+    assert o2.total_cost <= o1.total_cost * 0.5 + 1e-9
+    assert o2.slo_attainment < o1.slo_attainment == 1.0
+
+
+def test_capacity_is_read_from_a_converter_report(tmp_path: Path) -> None:
+    from thrifty_converters import report
+
+    def variant(name: str, device: str, status: str, tput: float | None, p99: float | None) -> report.Variant:
+        return report.Variant(
+            name=name,
+            format="onnx",
+            precision="int8",
+            device=device,
+            status=status,
+            throughput_per_s=tput,
+            latency_ms=report.Latency(p50=None if p99 is None else p99 / 2, p99=p99),
+        )
+
+    doc = report.Report(
+        model="m",
+        target="gpu",
+        machine=report.Machine(hostname="h", cpu="c", threads=2, cpu_flags=[], gpu=True),
+        options={},
+        stages=[],
+        baseline=report.Baseline(
+            name="b", latency_ms=report.Latency(), throughput_per_s=None, batch_size=None
+        ),
+        variants=[
+            variant("trt", "gpu", "ok", 900, 9),
+            variant("int8", "cpu", "ok", 50, 20),
+            variant("broken", "cpu", "failed: parity", None, None),
+        ],
+        selected=report.Selected(variant="trt", reason="fastest"),
+    )
+    path = tmp_path / "report.json"
+    report.write(doc, path)
+    pools = catalog.load_pools(None)
+    model = catalog.load_capacity(path, pools)
+    assert model.selected == "trt"
+    assert [v.name for v in model.variants] == ["trt", "int8"]
+    assert model.variant("int8").pool == "cpu-c7i"
+    assert model.variant("trt").throughput_per_s == 900
+
+
+def test_capacity_report_errors_are_catalog_errors() -> None:
+    pools = catalog.load_pools(None)
+    ok = {"name": "a", "device": "cpu", "throughput_per_s": 10, "latency_ms": {"p50": 1, "p99": 2}}
+    with pytest.raises(catalog.CatalogError, match="selected"):
+        catalog.parse_capacity({"selected": "missing", "variants": [ok]}, pools)
+    with pytest.raises(catalog.CatalogError, match="no variant"):
+        catalog.parse_capacity({"selected": None, "variants": [dict(ok, status="failed: x")]}, pools)
+    with pytest.raises(catalog.CatalogError):
+        catalog.parse_pools("pools: [{name: x}]")
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_thrifty_never_overruns_random_budgets(seed: int, model: tuple[dict, catalog.CapacityModel]) -> None:
+    pools, capacity = model
+    rng = np.random.default_rng(seed)
+    counts = generator.diurnal(
+        2 / 24, float(rng.uniform(50, 1500)), float(rng.uniform(1.5, 4)), 24.0, seed=seed
+    )
+    # Caps from just above one CPU node (the cheapest min_replicas floor) up to more than enough.
+    per_hour = float(rng.uniform(0.2, 3.0))
+    per_month = float(rng.uniform(0.2, 3.0)) * 730
+    budget = experiment.period_budget(per_hour, per_month, len(counts))
+    cfg = simulate.SimConfig(slo_ms=50, budget=budget)
+    controller = baselines.Thrifty(capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()))
+    result = simulate.run(controller, counts, capacity.variants, pools, cfg)
+    assert result.budget_overrun == 0, (per_hour, per_month)
+    assert result.budget_overrun_windows == 0
