@@ -89,7 +89,9 @@ def reconcile(
         raise kopf.PermanentError(f"invalid spec.{where}: {first['msg']}") from err
     owner = manifests.Owner(name=name, namespace=namespace, uid=uid)
     try:
-        observed = k8s.observe(namespace, name, names.artifact_digest(typed))
+        # Once every pool's measurements are recorded in status, Jobs need not even be read.
+        jobs_needed = not pipeline.fully_recorded(typed, status)
+        observed = k8s.observe(namespace, name, names.artifact_digest(typed), list_jobs=jobs_needed)
         for job_name, state in observed.jobs.items():
             if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
                 k8s.keep_summary(namespace, job_name, state)
@@ -110,8 +112,6 @@ def reconcile(
                 kopf.event(
                     body, type="Normal", reason="JobCreated", message=f"created Job {job['metadata']['name']}"
                 )
-        for job_name in result.adopt_jobs:
-            k8s.adopt_job(namespace, job_name, owner.reference(controller=False))
         for manifest in result.apply:
             k8s.apply(manifest)
     except k8s.ApiError as err:

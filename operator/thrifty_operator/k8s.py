@@ -96,21 +96,22 @@ def _deployment_state(dep: Mapping[str, Any]) -> pipeline.DeploymentState:
 
 def _serialize(response: Any) -> Any:
     """The JSON body of a raw (`_preload_content=False`) response: parsing it is far cheaper than building
-    the client's model objects, which matters for Jobs shared by hundreds of owners."""
+    the client's model objects, which matters with hundreds of models per operator."""
     return json.loads(response.data)
 
 
 RAW: dict[str, Any] = {"_preload_content": False}
 
 
-def observe(namespace: str, model: str, digest: str) -> pipeline.Observed:
+def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) -> pipeline.Observed:
     """Read the Jobs of the model's artifacts (with their summaries) and the model's Triton Deployment."""
     client = api_client()
     selector = f"{names.LABEL_DIGEST}={digest}"
+    batch = BatchV1Api(client)
     try:
-        jobs = _serialize(BatchV1Api(client).list_namespaced_job(namespace, label_selector=selector, **RAW))[
-            "items"
-        ]
+        jobs = []
+        if list_jobs:
+            jobs = _serialize(batch.list_namespaced_job(namespace, label_selector=selector, **RAW))["items"]
         pods: list[dict[str, Any]] = []
         if any(_job_phase(j) != "Running" and _summary_annotation(j) is None for j in jobs):
             pods = _serialize(
@@ -144,12 +145,8 @@ def observe(namespace: str, model: str, digest: str) -> pipeline.Observed:
             continue
         phase = _job_phase(job)
         message = _termination_message(pods, name) if phase != "Running" else None
-        states[name] = pipeline.JobState(phase=phase, message=message, owners=_owners(job))
+        states[name] = pipeline.JobState(phase=phase, message=message)
     return pipeline.Observed(jobs=states, deployment=_deployment_state(dep) if dep else None, applied=applied)
-
-
-def _owners(job: Mapping[str, Any]) -> frozenset[str]:
-    return frozenset(o["uid"] for o in job["metadata"].get("ownerReferences") or [])
 
 
 def _read_or_none(read: Callable[[], Any]) -> dict[str, Any] | None:
@@ -178,7 +175,8 @@ def keep_summary(namespace: str, job: str, state: pipeline.JobState) -> None:
 
 
 def create_job(manifest: dict[str, Any]) -> bool:
-    """Create a Job; False when it exists already (an earlier run created it: the next pass adopts it)."""
+    """Create a Job; False when it exists already (an earlier run, or another model with the same artifacts,
+    created it: it is used as it is)."""
     meta = manifest["metadata"]
     batch = BatchV1Api(api_client())
     try:
@@ -189,18 +187,6 @@ def create_job(manifest: dict[str, Any]) -> bool:
     else:
         return True
     return False
-
-
-def adopt_job(namespace: str, job: str, owner_reference: dict[str, Any]) -> None:
-    """Add an owner reference to a shared Job, so it lives as long as any model using it."""
-    # A JSON-patch append needs no resourceVersion: many models adopting one Job never conflict.
-    append = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": owner_reference}]
-    try:
-        BatchV1Api(api_client()).patch_namespaced_job(
-            job, namespace, append, _content_type="application/json-patch+json", **RAW
-        )
-    except ApiException as err:
-        raise _wrap(err, f"adopting Job {job}") from err
 
 
 def ensure_claim(manifest: dict[str, Any]) -> None:

@@ -26,8 +26,6 @@ class JobState:
     """Termination message of the Job's last finished pod."""
     persisted: bool = False
     """The message is already kept on the Job itself."""
-    owners: frozenset[str] = frozenset()
-    """UIDs of the OptimizedModels in the Job's owner references."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,8 +65,6 @@ class Plan:
     """What the I/O layer should do."""
 
     create_jobs: list[dict[str, Any]]
-    adopt_jobs: list[str]
-    """Existing Jobs (shared artifacts) this model uses but does not yet own."""
     apply: list[dict[str, Any]]
     status: dict[str, Any]
     events: list[Event]
@@ -196,6 +192,48 @@ def _initial_replicas(spec: models.OptimizedModelSpec, observed: DeploymentState
     )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """What the stored status already holds for the current artifact digest."""
+
+    converted: bool
+    pools: Mapping[str, summary.JobSummary]
+
+
+def recorded(stored_status: Mapping[str, Any], digest: str) -> Recorded:
+    """Measurements kept in status: once recorded, a model no longer depends on its (shared) Jobs, which may
+    be garbage-collected with the model that created them."""
+    if (stored_status.get("artifacts") or {}).get("sourceDigest") != digest:
+        return Recorded(converted=False, pools={})
+    by_pool: dict[str, list[summary.VariantResult]] = {}
+    for v in stored_status.get("variants") or []:
+        status = str(v.get("status", ""))
+        # "infeasible" depends on the latency target, not on the measurement: re-judge it every time.
+        raw = "ok" if status.startswith("infeasible:") else status
+        by_pool.setdefault(v["pool"], []).append(
+            summary.VariantResult(
+                name=v["name"],
+                format=v.get("format"),
+                precision=v.get("precision"),
+                status=raw,
+                p99_ms=float(v["latencyP99Ms"]) if v.get("latencyP99Ms") else None,
+                throughput_per_s=float(v["throughputPerSecond"]) if v.get("throughputPerSecond") else None,
+                size_bytes=v.get("sizeBytes"),
+                parity=v.get("accuracy"),
+            )
+        )
+    converted = conditions.is_true(stored_status.get("conditions") or [], "Converted")
+    return Recorded(
+        converted=converted, pools={k: summary.JobSummary(variants=v) for k, v in by_pool.items()}
+    )
+
+
+def fully_recorded(spec: models.OptimizedModelSpec, stored_status: Mapping[str, Any]) -> bool:
+    """Whether status holds the conversion and every pool's profile for the spec's artifacts."""
+    rec = recorded(stored_status, names.artifact_digest(spec))
+    return rec.converted and all(pool in rec.pools for pool in spec.serving.pools)
+
+
 def _profiles(
     owner: manifests.Owner,
     spec: models.OptimizedModelSpec,
@@ -204,6 +242,7 @@ def _profiles(
     observed: Observed,
     settings: config.Settings,
     price_of: PriceOf,
+    rec: Recorded,
 ) -> tuple[list[tuple[config.Pool, summary.JobSummary]], list[str], list[str], list[dict[str, Any]]]:
     """Per pool: its profile summary, or that it is pending or failed; and the Jobs still to create."""
     measured: list[tuple[config.Pool, summary.JobSummary]] = []
@@ -213,6 +252,9 @@ def _profiles(
     for pool in pools:
         job = names.profile_job(pool.name, digest)
         state = observed.jobs.get(job)
+        if (state is None or state.phase == "Missing") and pool.name in rec.pools:
+            measured.append((pool, rec.pools[pool.name]))
+            continue
         if state is None or state.phase == "Missing":
             to_create.append(
                 manifests.profile_job(
@@ -261,13 +303,8 @@ def plan(
         stored_conditions = stored_status.get("conditions", [])
         merged = conditions.merge(stored_conditions, computed, generation)
         status["conditions"] = merged
-        used = {names.convert_job(digest)} | {names.profile_job(p, digest) for p in spec.serving.pools}
-        adopt = sorted(
-            name for name, state in observed.jobs.items() if name in used and owner.uid not in state.owners
-        )
         return Plan(
             create_jobs=create_jobs,
-            adopt_jobs=adopt,
             apply=apply,
             status=status,
             events=_events(stored_conditions, merged),
@@ -293,6 +330,9 @@ def plan(
     # 1. Conversion on a CPU pool.
     convert_name = names.convert_job(digest)
     convert_state = observed.jobs.get(convert_name)
+    rec = recorded(stored_status, digest)
+    if rec.converted and (convert_state is None or convert_state.phase == "Missing"):
+        convert_state = JobState(phase="Succeeded", message=None)
     if convert_state is None or convert_state.phase == "Missing":
         create_jobs.append(
             manifests.convert_job(
@@ -312,7 +352,7 @@ def plan(
 
     # 2. Profiling (and GPU builds) on every candidate pool.
     measured, pending, failed, profile_jobs = _profiles(
-        owner, spec, digest, pools, observed, settings, price_of
+        owner, spec, digest, pools, observed, settings, price_of, rec
     )
     create_jobs.extend(profile_jobs)
     options = candidates(spec, measured, price_of)

@@ -245,3 +245,22 @@ def test_plan_skips_applying_children_that_are_unchanged() -> None:
         pipeline.Observed(jobs=jobs, deployment=None, applied=applied),
     )
     assert [m["kind"] for m in bigger.apply] == ["Deployment"]
+
+
+def test_plan_uses_measurements_recorded_in_status_when_jobs_are_gone() -> None:
+    spec = _spec()
+    jobs = _profiled(spec, _summary(_ok("onnx-fp32", 90, 40), _ok("onnx-int8-dynamic", 20, 60)), _summary())
+    first = _plan(spec, pipeline.Observed(jobs=jobs, deployment=None))
+    assert not pipeline.fully_recorded(spec, first.status)  # gpu-l4 measured nothing: its Job stays needed
+    cpu_only = _spec(pools=["cpu-c7i"])
+    first = _plan(cpu_only, pipeline.Observed(jobs=jobs, deployment=None))
+    assert pipeline.fully_recorded(cpu_only, first.status)
+    # Without any Job, a stricter latency target is re-judged from the recorded numbers alone.
+    stricter = models.OptimizedModelSpec.model_validate(
+        cpu_only.model_dump(by_alias=True)
+        | {"optimization": {**cpu_only.optimization.model_dump(by_alias=True), "latencyTargetMs": 95}}
+    )
+    again = _plan(stricter, pipeline.Observed(jobs={}, deployment=None), first.status)
+    assert again.create_jobs == []
+    assert {v["name"]: v["status"] for v in again.status["variants"]}["onnx-fp32"] == "ok"
+    assert again.status["selected"]["variant"] == "onnx-int8-dynamic"
