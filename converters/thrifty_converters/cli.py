@@ -1,7 +1,9 @@
 """`thrifty-convert`: optimize a model into verified, profiled, Triton-ready variants.
 
 Errors in what the user gave print one line and exit 2; a bug or a broken stage exits 1. No
-traceback reaches the terminal unless THRIFTY_DEBUG=1.
+traceback reaches the terminal unless THRIFTY_DEBUG=1. With `--summary-file` (what the operator's Jobs pass:
+their termination-message path) both commands also write the compact summary of `summary.py`, or
+`{"v":1,"error":...}` before exiting non-zero.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import errors, pipeline, report
+from . import errors, pipeline, report, signature, summary
 
 EXIT_USER = 2
 EXIT_INTERNAL = 1
+SUMMARY_FLAG = "--summary-file"
+# A node-pool name as the operator's catalogue has it; it becomes a folder name.
+_POOL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     o = sub.add_parser("optimize", help="convert, check, profile and select variants of MODEL")
     o.add_argument("model", type=Path, help="TorchScript file, torch.export .pt2 or .onnx")
-    o.add_argument("--inputs", type=Path, required=True, help="example inputs (.npz, one array per input)")
+    o.add_argument("--inputs", type=Path, help="example inputs (.npz, one array per input)")
+    o.add_argument(
+        "--signature",
+        help="JSON {inputs: [{name, dtype, shape}], outputs: [...]} (shape without batch, -1 dynamic); "
+        "names the ONNX inputs and outputs and generates example inputs when --inputs is absent",
+    )
     o.add_argument("--out", type=Path, required=True, help="output folder")
     o.add_argument("--calibration", type=Path, help="calibration inputs for static INT8 (.npz)")
     o.add_argument("--eval", type=Path, help="evaluation inputs plus a 'labels' array (.npz)")
@@ -38,11 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--price-per-hour", type=float, default=1.0, help="node price in dollars per hour")
     o.add_argument("--max-metric-drop", type=float, default=0.01, help="tolerated relative accuracy drop")
     o.add_argument("--profile-seconds", type=float, default=4.0, help="time cap per variant and batch size")
+    o.add_argument(SUMMARY_FLAG, type=Path, help="also write the compact JSON summary (or error) here")
     pr = sub.add_parser("profile", help="re-profile the variants of an optimize output on this machine")
     pr.add_argument("dir", type=Path, help="folder written by `optimize`")
+    pr.add_argument("--pool", help="node pool measured: the profile goes to DIR/pools/POOL/profile.json")
+    pr.add_argument("--max-batch-size", type=int, help="largest batch measured (default: optimize's)")
     pr.add_argument("--latency-budget-ms", type=float)
     pr.add_argument("--price-per-hour", type=float, default=1.0)
     pr.add_argument("--profile-seconds", type=float, default=4.0)
+    pr.add_argument(SUMMARY_FLAG, type=Path, help="also write the compact JSON summary (or error) here")
     return p
 
 
@@ -79,6 +94,7 @@ def _optimize(args: argparse.Namespace) -> int:
     opts = pipeline.Options(
         model=args.model,
         inputs=args.inputs,
+        signature=signature.parse(args.signature) if args.signature is not None else None,
         out=args.out,
         calibration=args.calibration,
         eval=args.eval,
@@ -92,6 +108,7 @@ def _optimize(args: argparse.Namespace) -> int:
     )
     with _progress(sys.stderr.isatty()) as say:
         result = pipeline.optimize_model(opts, say)
+    _write_summary(args.summary_file, summary.from_report(result))
     _summary(result)
     print(f"report: {args.out / 'report.json'}")
     return 0
@@ -100,10 +117,19 @@ def _optimize(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from . import reprofile
 
+    if args.pool is not None and not _POOL_NAME.match(args.pool):
+        raise errors.OptionError(f"--pool {args.pool!r} is not a valid pool name (lower-case DNS label)")
     with _progress(sys.stderr.isatty()) as say:
         result = reprofile.run(
-            args.dir, args.latency_budget_ms, args.price_per_hour, args.profile_seconds, say
+            args.dir,
+            args.latency_budget_ms,
+            args.price_per_hour,
+            args.profile_seconds,
+            say,
+            pool=args.pool,
+            max_batch_size=args.max_batch_size,
         )
+    _write_summary(args.summary_file, summary.from_report(result))
     _summary(result)
     return 0
 
@@ -128,9 +154,44 @@ def _f(x: float | None, width: int = 9, digits: int = 2) -> str:
     return f"{x:>{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
 
 
+def _write_summary(path: Path | None, data: dict[str, object]) -> None:
+    if path is None:
+        return
+    try:
+        summary.write(path, data)
+    except OSError as e:
+        raise errors.OutputDirError(f"cannot write the summary to {path}: {e.strerror or e}") from e
+
+
+def _summary_path(argv: Sequence[str]) -> Path | None:
+    """`--summary-file` from raw arguments, for failures before (or while) argparse reads them."""
+    for i, arg in enumerate(argv):
+        if arg == SUMMARY_FLAG and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith(SUMMARY_FLAG + "="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def _fail(argv: Sequence[str], message: str, status: int) -> int:
+    """Report a failure on stderr (one line) and in the summary file, and return the exit status."""
+    print(f"thrifty-convert: {message}".splitlines()[0], file=sys.stderr)
+    path = _summary_path(argv)
+    if path is not None:
+        with contextlib.suppress(OSError):  # nothing more to report it with
+            summary.write(path, summary.failure(message.removeprefix("error: ")))
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `thrifty-convert`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(raw)
+    except SystemExit as e:  # argparse printed its usage error (or --help) already
+        if e.code not in (0, None):
+            _fail(raw, "error: invalid command line (see the usage above)", EXIT_USER)
+        raise
     # Exporters and quantizers log at WARNING by default; the stage statuses carry what matters.
     logging.basicConfig(level=logging.ERROR)
     try:
@@ -138,13 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _optimize(args)
         return _profile(args)
     except errors.UserInputError as e:
-        print(f"thrifty-convert: error: {e}", file=sys.stderr)
-        return EXIT_USER
+        return _fail(raw, f"error: {e}", EXIT_USER)
     except Exception as e:  # last resort: one line, details only when asked for
         if os.environ.get("THRIFTY_DEBUG") == "1":
+            _fail(raw, f"internal error: {type(e).__name__}: {e}", EXIT_INTERNAL)
             raise
-        print(f"thrifty-convert: internal error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
-        return EXIT_INTERNAL
+        return _fail(raw, f"internal error: {type(e).__name__}: {e}", EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from . import cpu, errors, examples, parity, profiling, report, runtimes, selection, source, variants
+from . import (
+    cpu,
+    errors,
+    examples,
+    parity,
+    profiling,
+    report,
+    runtimes,
+    selection,
+    signature,
+    source,
+    variants,
+)
 from .stages import base, export, openvino, optimize, quantize, tensorrt
 
 CPU_VARIANTS = (
@@ -43,6 +56,8 @@ _KIND: dict[str, tuple[variants.Format, variants.Precision, variants.Device, str
 }
 
 Progress = Callable[[str], None]
+# Samples generated from --signature when no --inputs file is given (export + held-aside parity sets).
+GENERATED_MIN_SAMPLES = 16
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,8 +65,9 @@ class Options:
     """Everything `optimize` needs; the CLI builds it from its arguments."""
 
     model: Path
-    inputs: Path
     out: Path
+    inputs: Path | None = None
+    signature: signature.Signature | None = None
     calibration: Path | None = None
     eval: Path | None = None
     target: variants.Device = "cpu"
@@ -63,6 +79,8 @@ class Options:
     profile_seconds: float = 4.0
 
     def __post_init__(self) -> None:
+        if self.inputs is None and self.signature is None:
+            raise errors.OptionError("give example inputs (--inputs) or the model's signature (--signature)")
         unknown = sorted(set(self.variants) - set(ALL_VARIANTS))
         if unknown:
             raise errors.OptionError(f"unknown variants {unknown}; choose from {', '.join(ALL_VARIANTS)}")
@@ -97,7 +115,12 @@ def prepare_output(out: Path) -> None:
 
 
 def _load_inputs(opts: Options) -> _Inputs:
-    ex = examples.load(opts.inputs, "inputs")
+    if opts.inputs is not None:
+        ex = examples.load(opts.inputs, "inputs")
+    elif opts.signature is not None:
+        ex = signature.generate(opts.signature, max(2 * opts.max_batch_size, GENERATED_MIN_SAMPLES))
+    else:  # Options.__post_init__ rejects this already
+        raise errors.OptionError("give example inputs (--inputs) or the model's signature (--signature)")
     calib = None
     if opts.calibration is not None:
         calib = examples.load(opts.calibration, "calibration")
@@ -204,8 +227,16 @@ class _Converter:
 
     def run(self, src: source.SourceModel, ref: runtimes.Runner) -> list[base.StageResult]:
         self.say("export: running")
+        sig = self.opts.signature
         exp = self.record(
-            export.run(src, self.inputs.samples, ref, self.work / "model.onnx", self.opts.max_batch_size)
+            export.run(
+                src,
+                self.inputs.samples,
+                ref,
+                self.work / "model.onnx",
+                self.opts.max_batch_size,
+                output_names=[o.name for o in sig.outputs] if sig else None,
+            )
         )
         if not exp.usable or exp.output is None:
             for n in self.opts.variants:
@@ -395,7 +426,9 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
     rows = [ev.complete(v, profiles[v.name]) if v.name in ev.runners else v for v in gated]
 
     chosen, why = selection.select(ev.candidates, opts.price_per_hour)
-    repo, triton = _publish(opts.out / "model_repository", opts.model.stem, ev.artifacts, say)
+    repo, triton = _publish(opts.out / "model_repository", ev.artifacts, say)
+    if opts.target == "cpu" and onnx_io is not None:
+        _link_onnx(onnx_io, opts.out)
     rows = [v.model_copy(update={"triton": triton[v.name]}) if v.name in triton else v for v in rows]
     best = ev.baseline
     result = report.Report(
@@ -408,7 +441,7 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
             "price_per_hour": opts.price_per_hour,
             "max_metric_drop": opts.max_metric_drop,
             "variants": ",".join(opts.variants),
-            "inputs": str(opts.inputs),
+            "inputs": str(opts.inputs) if opts.inputs else "generated from --signature",
             "calibration": str(opts.calibration) if opts.calibration else None,
             "eval": str(opts.eval) if opts.eval else None,
         },
@@ -452,9 +485,13 @@ def batch_row(p: profiling.BatchProfile) -> report.BatchProfile:
 
 
 def _publish(
-    repo: Path, model_name: str, artifacts: dict[str, variants.VariantArtifact], say: Progress
+    repo: Path, artifacts: dict[str, variants.VariantArtifact], say: Progress
 ) -> tuple[Path | None, dict[str, str]]:
-    """Write each passing variant into the Triton repository through the Triton package's writer."""
+    """Write each passing variant into the Triton repository through the Triton package's writer.
+
+    A variant is the model `<variant>` for its native backend and, for CPU ONNX and OpenVINO variants,
+    also `<variant>-py` for the Python backend (the only one in the CPU tritonserver of nvidia-pytriton).
+    """
     if not artifacts:
         return None, {}
     try:
@@ -466,12 +503,33 @@ def _publish(
     repo.mkdir(parents=True, exist_ok=True)
     for name, art in artifacts.items():
         try:
-            where = repository.write_variant(repo, f"{model_name}-{name}", art)
-            status[name] = f"ok: {Path(where).relative_to(repo.parent)}"
+            written = [repository.write_variant(repo, repository.native_model_name(art), art)]
+            if art.device == "cpu" and art.format in repository.PYTHON_RUNTIMES:
+                written.append(
+                    repository.write_python_backend_variant(repo, repository.python_model_name(art), art)
+                )
+            status[name] = "ok: " + ", ".join(str(Path(w).relative_to(repo.parent)) for w in written)
         except Exception as e:  # the writer validates per backend; one bad variant must not stop the rest
             status[name] = f"failed: {base.one_line(str(e), 200)}"
         say(f"triton {name}: {status[name]}")
     return repo, status
+
+
+def _link_onnx(onnx_path: Path, out: Path) -> None:
+    """Make the exported ONNX available as DIR/model.onnx: GPU pools build their variants from it."""
+    target = out / "model.onnx"
+    if target.resolve() == onnx_path.resolve():
+        return
+    # External-data files keep their names: the graph refers to them by relative location.
+    sidecars = [onnx_path.with_name(onnx_path.name + s) for s in (".data", "_data")]
+    for src, dst in [(onnx_path, target), *((p, out / p.name) for p in sidecars)]:
+        if not src.is_file():
+            continue
+        dst.unlink(missing_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(src, dst)
 
 
 def _save_profile_inputs(out: Path, ex: examples.Samples, batch: int) -> None:

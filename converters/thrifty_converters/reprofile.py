@@ -2,7 +2,7 @@
 
 The operator runs this as a Job per node pool, so selection uses the pool's own numbers. Parity is
 not re-checked (it does not depend on the node for the CPU variants); the result is written to
-DIR/profile-<hostname>.json with the same schema as report.json.
+DIR/pools/<pool>/profile.json (with `--pool`) or DIR/profile-<hostname>.json, with the schema of report.json.
 """
 
 from __future__ import annotations
@@ -16,9 +16,23 @@ Progress = pipeline.Progress
 
 
 def run(
-    out: Path, budget_ms: float | None, price_per_hour: float, seconds: float, say: Progress
+    out: Path,
+    budget_ms: float | None,
+    price_per_hour: float,
+    seconds: float,
+    say: Progress,
+    *,
+    pool: str | None = None,
+    max_batch_size: int | None = None,
 ) -> report.Report:
-    """Re-profile every variant of DIR whose status is ok; returns and writes the new report."""
+    """Re-profile every variant of DIR whose status is ok; returns and writes the new report.
+
+    `max_batch_size` caps the batch sizes measured (default: the one `optimize` used).
+    """
+    if max_batch_size is not None and max_batch_size < 1:
+        raise errors.OptionError("--max-batch-size must be at least 1")
+    if price_per_hour <= 0:
+        raise errors.OptionError("--price-per-hour must be positive")
     path = out / "report.json"
     if not path.is_file():
         raise errors.UserInputError(f"{out} has no report.json; run `thrifty-convert optimize` first")
@@ -27,7 +41,7 @@ def run(
     except ValueError as e:
         raise errors.UserInputError(f"{path} is not a valid report: {str(e).splitlines()[0]}") from e
     ex = examples.load(out / "profile-inputs.npz", "profile inputs")
-    max_batch = ex.count
+    max_batch = max_batch_size or ex.count
     batches = sorted({1, max_batch})
 
     def feed_for(batch: int) -> dict[str, examples.Array]:
@@ -86,7 +100,12 @@ def run(
         metric=old.baseline.metric,
         profile=[pipeline.batch_row(p) for p in base_prof],
     )
-    options = dict(old.options) | {"latency_budget_ms": budget_ms, "price_per_hour": price_per_hour}
+    options = dict(old.options) | {
+        "latency_budget_ms": budget_ms,
+        "price_per_hour": price_per_hour,
+        "max_batch_size": max_batch,
+        "pool": pool,
+    }
     new = old.model_copy(
         update={
             "machine": pipeline.machine(),
@@ -96,5 +115,10 @@ def run(
             "selected": report.Selected(variant=chosen, reason=why),
         }
     )
-    report.write(new, out / f"profile-{socket.gethostname()}.json")
+    if pool is not None:
+        where = out / "pools" / pool
+        where.mkdir(parents=True, exist_ok=True)
+        report.write(new, where / "profile.json")
+    else:
+        report.write(new, out / f"profile-{socket.gethostname()}.json")
     return new

@@ -5,14 +5,16 @@ Run with `kopf run --standalone --all-namespaces -m thrifty_operator.handlers`.
 
 from __future__ import annotations
 
+import datetime
 import logging
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import kopf
 import pydantic
 
-from . import config, k8s, manifests, names, pipeline, pricing
+from . import conditions, config, k8s, loadprobe, manifests, names, pipeline, pricing, scaling
 from .api import models
 
 SETTINGS = config.Settings()
@@ -69,23 +71,20 @@ def reconcile(
     status: dict[str, Any],
     patch: kopf.Patch,
     body: kopf.Body,
+    memo: kopf.Memo | None = None,
 ) -> None:
-    """Level-based reconcile shared by create, update, resume and the timer."""
+    """Level-based reconcile shared by create, update, resume and the timer; the timer (with `memo`) also
+    scales under the budgets."""
     try:
         typed = models.OptimizedModelSpec.model_validate(spec)
     except pydantic.ValidationError as err:
         # The CRD schema admits nothing this rejects; an older stored object might. Report, don't retry.
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        patch.status["conditions"] = [
-            {
-                "type": "Ready",
-                "status": "False",
-                "reason": "InvalidSpec",
-                "message": f"spec.{where}: {first['msg']}",
-                "lastTransitionTime": kopf.now() if hasattr(kopf, "now") else None,
-            }
-        ]
+        invalid = conditions.Condition(
+            type="Ready", status="False", reason="InvalidSpec", message=f"spec.{where}: {first['msg']}"
+        )
+        patch.status["conditions"] = conditions.merge(status.get("conditions") or [], [invalid], generation)
         raise kopf.PermanentError(f"invalid spec.{where}: {first['msg']}") from err
     owner = manifests.Owner(name=name, namespace=namespace, uid=uid)
     try:
@@ -104,6 +103,7 @@ def reconcile(
             catalogue=_catalogue(),
             settings=SETTINGS,
             price_of=_price_of,
+            scaler=_scaler(name, namespace, body, status, typed, memo) if memo is not None else None,
         )
         if result.create_jobs:
             k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
@@ -123,7 +123,61 @@ def reconcile(
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     for key, value in _changed(status, result.status).items():
+        if key in ("cost", "scaling") and not _due(status, result.status, key):
+            continue
         patch.status[key] = value
+
+
+def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
+    """Cost and scaling change every pass; write them when something a reader cares about changed or at
+    most every `cost_update_interval_seconds` (the policy's memory stays in `memo` in between)."""
+    before, after = stored.get(key) or {}, new.get(key) or {}
+    watched = ("ratePerHour", "budget") if key == "cost" else ("replicas", "variant", "pool", "reason")
+    if any(before.get(k) != after.get(k) for k in watched):
+        return True
+    last = (stored.get("cost") or {}).get("lastAccounted")
+    if not last:
+        return True
+    age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
+    return age.total_seconds() >= SETTINGS.cost_update_interval_seconds
+
+
+def _scaler(
+    name: str,
+    namespace: str,
+    body: kopf.Body,
+    status: Mapping[str, Any],
+    spec: models.OptimizedModelSpec,
+    memo: kopf.Memo,
+) -> pipeline.Scaler:
+    """Bind the pure policy to this model's inputs, gathered only when the pipeline reaches serving."""
+
+    def scale(options: Sequence[pipeline.Candidate], default: pipeline.Candidate) -> pipeline.ScaleChoice:
+        load, ready = loadprobe.scrape(k8s.triton_pods(namespace, name), memo.setdefault("scrapes", {}))
+        ns_annotations = k8s.namespace_annotations(namespace)
+        keys = (models.BUDGET_PER_HOUR_ANNOTATION, models.BUDGET_PER_MONTH_ANNOTATION)
+        demand = k8s.model_rates(namespace) if any(k in ns_annotations for k in keys) else {}
+        # The policy's memory between status writes lives in memo; after a restart, status has the last copy.
+        remembered = dict(status)
+        if "scaling" in memo:
+            remembered["scaling"] = memo["scaling"]
+        inputs = scaling.Inputs(
+            now=datetime.datetime.now(datetime.UTC),
+            spec=spec,
+            annotations=dict(body.metadata.annotations),
+            namespace_annotations=ns_annotations,
+            namespace_demand=demand,
+            model=name,
+            stored_status=remembered,
+            candidates=options,
+            load=load,
+            ready_replicas=ready,
+        )
+        decided = scaling.decide(inputs, _catalogue(), default)
+        memo["scaling"] = decided.scaling
+        return decided
+
+    return scale
 
 
 @kopf.on.resume(*RESOURCE)
@@ -163,9 +217,11 @@ def on_timer(
     status: kopf.Status,
     patch: kopf.Patch,
     body: kopf.Body,
+    memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """Observed state changes (Jobs finishing, pods becoming ready) move the pipeline on."""
+    """Observed state changes (Jobs finishing, pods becoming ready) move the pipeline on; load and budgets
+    rescale the deployment."""
     reconcile(
         name=name,
         namespace=namespace or "default",
@@ -175,6 +231,7 @@ def on_timer(
         status=dict(status),
         patch=patch,
         body=body,
+        memo=memo,
     )
 
 

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
+from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from . import manifests, names, pipeline
+from .api import models
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "thrifty-operator"
@@ -253,3 +254,23 @@ def triton_pods(namespace: str, model: str) -> list[dict[str, Any]]:
         raise _wrap(err, f"listing Triton pods of {namespace}/{model}") from err
     items: list[dict[str, Any]] = _serialize(pods)["items"]
     return items
+
+
+def model_rates(namespace: str) -> dict[str, float]:
+    """Current spend rate per OptimizedModel of a namespace (demand, to split a shared namespace budget)."""
+    try:
+        found = _serialize(
+            CustomObjectsApi(api_client()).list_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, models.PLURAL, **RAW
+            )
+        )
+    except ApiException as err:
+        raise _wrap(err, f"listing OptimizedModels of {namespace}") from err
+    rates: dict[str, float] = {}
+    for item in found.get("items", []):
+        rate = ((item.get("status") or {}).get("cost") or {}).get("ratePerHour")
+        try:
+            rates[item["metadata"]["name"]] = float(rate) if rate is not None else 0.0
+        except ValueError:
+            rates[item["metadata"]["name"]] = 0.0
+    return rates

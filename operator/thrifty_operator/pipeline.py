@@ -85,6 +85,22 @@ class Candidate:
 PriceOf = Callable[[config.Pool, models.OptimizedModelSpec], Decimal]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScaleChoice:
+    """The budget-aware scaler's decision (see `scaling`) and what to record of it."""
+
+    variant: str
+    pool: str
+    replicas: int
+    cost: dict[str, Any]
+    scaling: dict[str, Any]
+    conditions: list[conditions.Condition]
+    events: list[Event]
+
+
+Scaler = Callable[[Sequence["Candidate"], "Candidate"], ScaleChoice]
+
+
 def cost_per_million(price_per_hour: Decimal, throughput_per_s: float) -> Decimal:
     """Price of one million inferences at a sustained throughput."""
     return price_per_hour / (Decimal(str(throughput_per_s)) * 3600) * 1_000_000
@@ -179,6 +195,59 @@ def _measured_variant(c: Candidate) -> dict[str, Any]:
         "sizeBytes": r.size_bytes,
     }
     return {k: v for k, v in entry.items() if v is not None}
+
+
+def _serving_choice(
+    spec: models.OptimizedModelSpec,
+    stored_status: Mapping[str, Any],
+    options: Sequence[Candidate],
+    default: Candidate,
+    observed: Observed,
+    scaler: Scaler | None,
+    reason: str,
+) -> tuple[Candidate, int, str, ScaleChoice | None]:
+    """The scaler's fresh decision, or else the last recorded one while it is still feasible."""
+    last = stored_status.get("scaling") or {}
+    by_key = {(c.result.name, c.pool.name): c for c in options if c.feasible}
+    if scaler is not None:
+        decided = scaler(options, default)
+        chosen = by_key.get((decided.variant, decided.pool), default)
+        note = (
+            reason
+            if chosen is default
+            else f"{chosen.result.name} on {chosen.pool.name}: {decided.scaling['message']}"
+        )
+        return chosen, decided.replicas, note, decided
+    kept = by_key.get((str(last.get("variant")), str(last.get("pool"))))
+    if kept is not None and isinstance(last.get("replicas"), int):
+        replicas = (
+            0
+            if spec.suspend
+            else min(max(last["replicas"], spec.serving.min_replicas), spec.serving.max_replicas)
+        )
+        note = (
+            reason
+            if kept is default
+            else f"{kept.result.name} on {kept.pool.name}: the budget-aware scaler's choice"
+        )
+        return kept, replicas, note, None
+    return default, _initial_replicas(spec, observed.deployment), reason, None
+
+
+def _record_scaling(
+    decided: ScaleChoice | None,
+    choice: Candidate,
+    status: dict[str, Any],
+    computed: list[conditions.Condition],
+    events: list[Event],
+) -> None:
+    """Write a fresh scaler decision into the status being built."""
+    if decided is None:
+        return
+    status["cost"] = decided.cost
+    status["scaling"] = decided.scaling | {"variant": choice.result.name, "pool": choice.pool.name}
+    computed.extend(decided.conditions)
+    events.extend(decided.events)
 
 
 def _initial_replicas(spec: models.OptimizedModelSpec, observed: DeploymentState | None) -> int:
@@ -286,10 +355,15 @@ def plan(
     catalogue: config.PoolCatalogue,
     settings: config.Settings,
     price_of: PriceOf,
-    replicas: int | None = None,
+    scaler: Scaler | None = None,
 ) -> Plan:
-    """Compute the desired children and status. `replicas` overrides the count (the budget-aware scaler)."""
+    """Compute the desired children and status.
+
+    With a `scaler` (the periodic pass, which has fresh load metrics) the budget-aware policy chooses variant,
+    pool and replicas; without one, the last decision recorded in status stands.
+    """
     computed: list[conditions.Condition] = []
+    scale_events: list[Event] = []
     create_jobs: list[dict[str, Any]] = []
     apply: list[dict[str, Any]] = []
     status: dict[str, Any] = {"observedGeneration": generation}
@@ -307,7 +381,7 @@ def plan(
             create_jobs=create_jobs,
             apply=apply,
             status=status,
-            events=_events(stored_conditions, merged),
+            events=_events(stored_conditions, merged) + scale_events,
             ready=ready,
         )
 
@@ -385,10 +459,13 @@ def plan(
     computed.append(
         conditions.Condition(type="Optimized", status="True", reason="VariantSelected", message=reason)
     )
-    status["selected"] = {"variant": choice.result.name, "pool": choice.pool.name, "reason": reason}
 
-    # 3. Serving.
-    desired = replicas if replicas is not None else _initial_replicas(spec, observed.deployment)
+    # 3. Serving: the scaler may trade the cheapest-per-inference choice for one the budget can pay for.
+    choice, desired, reason, decided = _serving_choice(
+        spec, stored_status, options, choice, observed, scaler, reason
+    )
+    _record_scaling(decided, choice, status, computed, scale_events)
+    status["selected"] = {"variant": choice.result.name, "pool": choice.pool.name, "reason": reason}
     model_name = choice.result.model_name or choice.result.name
     if settings.triton_backend_mode == "python" and not choice.pool.is_gpu and not model_name.endswith("-py"):
         model_name = f"{model_name}-py"

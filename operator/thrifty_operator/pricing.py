@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kubernetes.utils.quantity import parse_quantity
+from kubernetes.utils import quantity
 
 from . import config
 from .cost import pricing as cost_pricing
 
 _GIB = Decimal(1024**3)
+
+
+def parse_quantity(value: str) -> Decimal:
+    """A Kubernetes quantity ("500m", "2Gi") as a Decimal."""
+    parsed: Decimal = quantity.parse_quantity(value)  # type: ignore[no-untyped-call]
+    return parsed
 
 
 def pool_price(pool: config.Pool) -> cost_pricing.PoolPrice:

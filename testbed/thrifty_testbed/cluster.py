@@ -308,8 +308,9 @@ class LocalCluster:
                 f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
-                "--cidr=10.244.0.0/16",
-                "--node-ip=10.0.0.1",
+                # Loopback pod and node IPs: nothing that probes a simulated pod ever sends traffic off this machine.
+                "--cidr=127.10.0.0/16",
+                "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{ports.kwok}",
             ],

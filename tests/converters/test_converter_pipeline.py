@@ -123,7 +123,7 @@ def test_passing_variants_are_written_to_the_triton_repository(
     for v in r.variants:
         if v.status == "ok":
             assert v.triton is not None and v.triton.startswith("ok"), (v.name, v.triton)
-            assert (full_run[2] / "model_repository" / f"mlp-{v.name}" / "config.pbtxt").is_file()
+            assert (full_run[2] / "model_repository" / v.name / "config.pbtxt").is_file()
         else:
             assert v.triton is None
 

@@ -38,8 +38,14 @@ def run(
     reference: runtimes.Runner,
     out: Path,
     max_batch: int,
+    *,
+    output_names: list[str] | None = None,
 ) -> base.StageResult:
-    """Write `out` (model.onnx); raises `ExportError` when no exporter can handle the model."""
+    """Write `out` (model.onnx); raises `ExportError` when no exporter can handle the model.
+
+    `output_names` (from --signature) name the graph outputs when their count matches the model's;
+    otherwise they are `output` or `output_<i>`.
+    """
     name = "export"
     if source.kind == "onnx":
         return base.skipped(name, "source is ONNX", source.path)
@@ -49,10 +55,12 @@ def run(
     names = list(examples.arrays)
     sample = examples.batch(0, max(2, max_batch))  # not 1: a batch of 1 specializes the batch axis
     ref_out = reference(sample)
-    output_names = ["output"] if len(ref_out) == 1 else [f"output_{i}" for i in range(len(ref_out))]
+    outs = ["output"] if len(ref_out) == 1 else [f"output_{i}" for i in range(len(ref_out))]
+    if output_names and len(output_names) == len(ref_out):
+        outs = list(output_names)
     attempts: list[tuple[str, Callable[[], None]]] = [
-        ("dynamo", lambda: _dynamo(source, sample, names, output_names, out)),
-        ("torchscript", lambda: _legacy(source, sample, names, output_names, out)),
+        ("dynamo", lambda: _dynamo(source, sample, names, outs, out)),
+        ("torchscript", lambda: _legacy(source, sample, names, outs, out)),
     ]
     problems: list[str] = []
     for exporter, export in attempts:

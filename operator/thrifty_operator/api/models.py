@@ -435,6 +435,52 @@ class Cost(_Model):
     last_accounted: datetime.datetime | None = None
     """When spend was last accounted."""
 
+    allowed_rate_per_hour: Decimal | None = None
+    """Highest spend rate the budgets allow now; absent without budgets."""
+
+    spend: SpendRecord | None = None
+    """Exact accounting state, so month-to-date spend survives operator restarts."""
+
+
+class SpendRecord(_Model):
+    """The spend accountant's state (decimal strings)."""
+
+    month: str = pydantic.Field(max_length=7)
+    """Calendar month (UTC), `YYYY-MM`."""
+
+    month_to_date: Decimal
+    """Spend this month."""
+
+    accounted_at: str = pydantic.Field(max_length=40)
+    """When spend was last accrued (RFC 3339)."""
+
+    rate_per_hour: Decimal
+    """Rate accrued since then."""
+
+
+class ScalingStatus(_Model):
+    """The budget-aware scaler's last decision."""
+
+    variant: str | None = pydantic.Field(default=None, max_length=63)
+    """Variant it chose."""
+
+    pool: str | None = pydantic.Field(default=None, max_length=63)
+    """Pool it chose."""
+
+    replicas: int = pydantic.Field(ge=0, le=1000)
+    """Replicas it asked for."""
+
+    reason: str = pydantic.Field(max_length=64)
+    """ScaledUp, ScaledDown, Steady, VariantSwitched, Suspended."""
+
+    message: Message
+    """What it decided and why."""
+
+    state: dict[str, Any] | None = pydantic.Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """The policy's memory between decisions (recent demand; internal)."""
+
 
 class Endpoints(_Model):
     """Where clients reach the model."""
@@ -486,6 +532,9 @@ class OptimizedModelStatus(_Model):
 
     cost: Cost | None = None
     """Spend accounting."""
+
+    scaling: ScalingStatus | None = None
+    """Last scaling decision."""
 
     endpoints: Endpoints | None = None
     """Client endpoints."""

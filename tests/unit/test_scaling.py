@@ -1,0 +1,157 @@
+"""The operator's budget-aware scaling step: budgets, degrade order, spend accounting, conditions."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+from decimal import Decimal
+from typing import Any
+
+import yaml
+
+from thrifty_operator import config, pipeline, pricing, scaling, summary
+from thrifty_operator.api import models
+from thrifty_operator.cost import metrics
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CATALOGUE = config.PoolCatalogue.model_validate(
+    yaml.safe_load((ROOT / "config/pools.local.yaml").read_text())
+)
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+
+
+def _spec(**serving: Any) -> models.OptimizedModelSpec:
+    raw = yaml.safe_load((ROOT / "examples/minilm.yaml").read_text())["spec"]
+    raw["serving"].update(serving)
+    return models.OptimizedModelSpec.model_validate(raw)
+
+
+def _price(pool: config.Pool, spec: models.OptimizedModelSpec) -> Decimal:
+    return pricing.replica_price(
+        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
+    )
+
+
+def _candidates(spec: models.OptimizedModelSpec) -> list[pipeline.Candidate]:
+    cpu, gpu = CATALOGUE.get("cpu-c7i"), CATALOGUE.get("gpu-l4")
+    assert cpu and gpu
+    measured = [
+        (
+            cpu,
+            summary.JobSummary(
+                variants=[
+                    summary.VariantResult(
+                        name="onnx-int8-dynamic", status="ok", p50_ms=8, p99_ms=20, throughput_per_s=40
+                    )
+                ]
+            ),
+        ),
+        (
+            gpu,
+            summary.JobSummary(
+                variants=[
+                    summary.VariantResult(
+                        name="tensorrt-fp16", status="ok", p50_ms=1, p99_ms=3, throughput_per_s=2000
+                    )
+                ]
+            ),
+        ),
+    ]
+    return pipeline.candidates(spec, measured, _price)
+
+
+def _decide(
+    spec: models.OptimizedModelSpec,
+    *,
+    annotations: dict[str, str] | None = None,
+    load: float = 0.0,
+    status: dict[str, Any] | None = None,
+    namespace: dict[str, str] | None = None,
+) -> pipeline.ScaleChoice:
+    options = _candidates(spec)
+    default = pipeline.select(spec, options)
+    assert default is not None
+    inputs = scaling.Inputs(
+        now=NOW,
+        spec=spec,
+        annotations=annotations or {},
+        namespace_annotations=namespace or {},
+        namespace_demand={"minilm": 1.0, "other": 1.0} if namespace else {},
+        model="minilm",
+        stored_status=status or {},
+        candidates=options,
+        load=metrics.LoadSample(request_rate=load),
+        ready_replicas=1,
+    )
+    return scaling.decide(inputs, CATALOGUE, default)
+
+
+def _condition(choice: pipeline.ScaleChoice) -> tuple[str, str]:
+    (cond,) = choice.conditions
+    assert cond.type == "BudgetLimited"
+    return cond.status, cond.reason
+
+
+def test_scaling_without_budget_reports_within_budget_and_costs() -> None:
+    choice = _decide(_spec())
+    assert _condition(choice) == ("False", "WithinBudget")
+    assert choice.replicas >= 1
+    assert Decimal(choice.cost["ratePerHour"]) > 0
+    assert "budget" not in choice.cost and "allowedRatePerHour" not in choice.cost
+    assert choice.cost["month"] == "2026-11"
+
+
+def test_scaling_under_tight_hourly_budget_degrades_to_cpu_and_says_why() -> None:
+    # 300 req/s: one GPU node (~0.98/h) would do; 0.60/h only pays for CPU replicas, and not enough of them.
+    choice = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "0.60"}, load=300)
+    assert choice.pool == "cpu-c7i"
+    assert Decimal(choice.cost["ratePerHour"]) <= Decimal("0.60")
+    status, reason = _condition(choice)
+    assert status == "True"
+    assert reason in {"CheaperVariant", "FewerReplicas"}
+    assert any(e.type == "Warning" and e.reason == reason for e in choice.events)
+    assert choice.cost["budget"] == "0.6/h"
+
+
+def test_scaling_scales_up_when_budget_is_raised() -> None:
+    tight = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "0.60"}, load=300)
+    raised = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "20"}, load=300)
+    assert _condition(raised) == ("False", "WithinBudget")
+    assert raised.replicas * 1.0 >= 1 and (raised.pool, raised.replicas) != (tight.pool, tight.replicas)
+
+
+def test_scaling_reports_malformed_budget_without_crashing() -> None:
+    choice = _decide(_spec(), annotations={"thrifty.dev/budget-per-hour": "cheap"})
+    status, reason = _condition(choice)
+    assert status == "Unknown" and reason.startswith("Budget")
+    assert choice.events[0].type == "Warning"
+
+
+def test_scaling_splits_namespace_budget_between_models() -> None:
+    alone = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "2"}, load=300)
+    shared = _decide(_spec(maxReplicas=20), namespace={"thrifty.dev/budget-per-hour": "2"}, load=300)
+    assert shared.cost["budget"] == "1/h"
+    assert Decimal(shared.cost["ratePerHour"]) <= Decimal("1")
+    assert alone.cost["budget"] == "2/h"
+
+
+def test_scaling_accrues_month_to_date_across_passes() -> None:
+    earlier = {
+        "cost": {
+            "spend": {
+                "month": "2026-11",
+                "monthToDate": "10.0",
+                "accountedAt": (NOW - datetime.timedelta(hours=2)).isoformat(),
+                "ratePerHour": "0.5",
+            }
+        }
+    }
+    choice = _decide(_spec(), status=earlier)
+    assert Decimal(choice.cost["monthToDate"]) == Decimal("11.0000")
+    assert Decimal(choice.cost["projectedMonthEnd"]) > Decimal("11")
+
+
+def test_scaling_keeps_minimum_replicas_when_budget_is_below_it() -> None:
+    choice = _decide(_spec(minReplicas=2, maxReplicas=4), annotations={"thrifty.dev/budget-per-hour": "0.01"})
+    assert choice.replicas == 2
+    assert _condition(choice)[0] == "True"
