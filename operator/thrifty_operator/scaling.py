@@ -97,6 +97,23 @@ def _budget_text(b: budgets.Budget) -> str | None:
     return ", ".join(parts) or None
 
 
+def _compact(state: dict[str, Any], points: int = 32) -> dict[str, Any]:
+    """Bound the demand history kept in status: per time bucket keep its peak, which is all the scale-down
+    stabilization needs (it scales down to the window's highest demand)."""
+    history = state.get("demandHistory") or []
+    if len(history) <= points:
+        return state
+    start, end = history[0][0], history[-1][0]
+    width = (end - start) / points or 1.0
+    buckets: dict[int, list[float]] = {}
+    for t, demand in history:
+        key = min(int((t - start) / width), points - 1)
+        kept = buckets.get(key)
+        if kept is None or demand >= kept[1]:
+            buckets[key] = [t, demand]
+    return state | {"demandHistory": [buckets[k] for k in sorted(buckets)]}
+
+
 def decide(
     inputs: Inputs, catalogue: config.PoolCatalogue, default: pipeline.Candidate
 ) -> pipeline.ScaleChoice:
@@ -166,7 +183,7 @@ def decide(
         "replicas": replicas,
         "reason": decision.reason if decision else "NoFeasibleVariant",
         "message": (decision.message if decision else "no feasible variant to scale")[:1024],
-        "state": decision.state.to_status() if decision else {},
+        "state": _compact(decision.state.to_status()) if decision else {},
     }
     return pipeline.ScaleChoice(
         variant=chosen.result.name,

@@ -800,7 +800,10 @@ class PodWorker:
                 spec = core.read_persistent_volume(claim_spec.volume_name).spec
                 source = spec and (spec.host_path or spec.local)
                 if source:
-                    return pathlib.Path(source.path)
+                    path = pathlib.Path(source.path)
+                    # A provisioner started with a relative --root (older testbeds) wrote paths relative to
+                    # the repository root, where the testbed runs; every pod must see the same folder.
+                    return path if path.is_absolute() else cluster.REPO_ROOT / path
         except kubernetes.client.ApiException as err:
             if err.status != 404:
                 raise

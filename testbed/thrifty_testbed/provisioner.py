@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--root", type=pathlib.Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run(args.kubeconfig, args.root)
+    # hostPath volumes must be absolute: pods resolve paths from their own working directories.
+    run(args.kubeconfig, args.root.resolve())
 
 
 if __name__ == "__main__":

@@ -155,3 +155,10 @@ def test_scaling_keeps_minimum_replicas_when_budget_is_below_it() -> None:
     choice = _decide(_spec(minReplicas=2, maxReplicas=4), annotations={"thrifty.dev/budget-per-hour": "0.01"})
     assert choice.replicas == 2
     assert _condition(choice)[0] == "True"
+
+
+def test_scaling_keeps_status_small_by_compacting_demand_history() -> None:
+    history = [[1000.0 + i, float(i % 7)] for i in range(400)]
+    compact = scaling._compact({"demandHistory": history})
+    assert len(compact["demandHistory"]) <= 32
+    assert max(d for _, d in compact["demandHistory"]) == 6.0

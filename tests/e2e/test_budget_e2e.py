@@ -1,0 +1,213 @@
+"""Budget annotations against real load: the operator scrapes a real Triton and caps replicas at the budget.
+
+The converted artifacts are prepared by the test (a tiny Python-backend model in the namespace's artifact
+volume, and the Jobs' kept summaries claiming 20 inferences/s per replica), so the test exercises serving and
+scaling only; tests/e2e/test_e2e.py runs the real converters.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from operator_runner import condition, get_json, model_manifest, running_operator, wait_for
+
+from thrifty_converters.triton import repository, testing
+from thrifty_operator import names
+from thrifty_operator.api import models
+from thrifty_testbed.cluster import LocalCluster
+from thrifty_testbed.kubelet import LocalKubelet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.triton]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VARIANT = "onnx-int8-dynamic"
+
+
+def _stored_spec(cluster: LocalCluster, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the API server stores it (with defaults), without creating the object."""
+    out = cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input_text=yaml.safe_dump(manifest),
+    ).stdout
+    return json.loads(out)["spec"]  # type: ignore[no-any-return]
+
+
+def _prepare_artifacts(cluster: LocalCluster, namespace: str, digest: str, tmp: pathlib.Path) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "thrifty-artifacts", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    wait_for(
+        "the artifact claim bound",
+        lambda: (
+            (get_json(cluster, "pvc", "thrifty-artifacts", "-n", namespace) or {})
+            .get("status", {})
+            .get("phase")
+            == "Bound"
+        ),
+    )
+    pv = get_json(cluster, "pvc", "thrifty-artifacts", "-n", namespace)["spec"]["volumeName"]
+    volume = pathlib.Path(get_json(cluster, "pv", pv)["spec"]["hostPath"]["path"])
+    onnx = testing.build_onnx(tmp / "model.onnx")
+    repo = volume / digest / "model_repository"
+    repository.write_python_backend_variant(repo, f"{VARIANT}-py", testing.variant(VARIANT, "onnx", onnx))
+    summaries = {
+        names.convert_job(digest): {"v": 1, "variants": []},
+        names.profile_job("cpu-c7i", digest): {
+            "v": 1,
+            "variants": [{"name": VARIANT, "status": "ok", "p50_ms": 2, "p99_ms": 5, "throughput_per_s": 20}],
+        },
+    }
+    for job, summary in summaries.items():
+        manifest = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": job,
+                "namespace": namespace,
+                "labels": {names.LABEL_DIGEST: digest},
+                "annotations": {names.ANNOTATION_SUMMARY: json.dumps(summary)},
+            },
+            # Suspended: a finished conversion that runs no pod.
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "none", "command": ["true"]}],
+                    }
+                },
+            },
+        }
+        cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
+
+
+class _Load:
+    """Bounded HTTP load (about `rate` requests/s) on one Triton endpoint, from a background thread."""
+
+    def __init__(self, url: str, rate: float) -> None:
+        import tritonclient.http as http
+
+        self._client = http.InferenceServerClient(url=url, concurrency=4)
+        self._http = http
+        self._period = 1.0 / rate
+        self._stop = threading.Event()
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        x = np.ones((1, testing.FEATURES), dtype=np.float32)
+        inp = self._http.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        deadline = time.monotonic() + 240  # never outlives the test by much
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            self._client.infer(f"{VARIANT}-py", [inp])
+            self.sent += 1
+            time.sleep(max(0.0, self._period - (time.monotonic() - start)))
+
+    def __enter__(self) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._client.close()
+
+
+@pytest.fixture
+def kubelet(local_cluster: LocalCluster, namespace: str) -> Iterator[LocalKubelet]:
+    with LocalKubelet(local_cluster.kubeconfig, ROOT / ".testbed", namespace=namespace) as k:
+        yield k
+
+
+def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
+    local_cluster: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+) -> None:
+    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    manifest = model_manifest(serving__pools=["cpu-c7i"])
+    manifest["spec"]["optimization"]["variants"] = [VARIANT]
+    # One replica fills a node (4 of 7.9 cores): each replica costs a whole c7i.2xlarge, 0.357/h.
+    manifest["spec"]["serving"].update(
+        minReplicas=1, maxReplicas=4, resources={"requests": {"cpu": "4", "memory": "1Gi"}}
+    )
+    manifest["metadata"]["annotations"] = {models.BUDGET_PER_HOUR_ANNOTATION: "0.75"}
+    spec = models.OptimizedModelSpec.model_validate(_stored_spec(local_cluster, namespace, manifest))
+    _prepare_artifacts(local_cluster, namespace, names.artifact_digest(spec), tmp_path)
+    log = tmp_path / "operator.log"
+    settings = {
+        "triton_backend_mode": "python",
+        "extra_pod_labels": '{"testbed.thrifty.dev/kubelet": "local"}',
+        "cost_update_interval_seconds": "2",
+    }
+    with running_operator(local_cluster, namespace, log, **settings):
+        local_cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(manifest))
+
+        def serving_ip() -> str | None:
+            om = get_json(local_cluster, "om", "minilm", "-n", namespace)
+            ready = condition(om, "Ready")
+            if not ready or ready["status"] != "True":
+                return None
+            pods = get_json(local_cluster, "pods", "-n", namespace, "-l", f"{names.LABEL_COMPONENT}=triton")
+            ips = [p["status"].get("podIP") for p in pods["items"] if p["status"].get("podIP")]
+            return ips[0] if ips else None
+
+        ip = wait_for("Triton serving", serving_ip, timeout=180, log=log)
+        with _Load(f"{ip}:8000", rate=70) as load:
+
+            def capped() -> dict[str, Any] | None:
+                om = get_json(local_cluster, "om", "minilm", "-n", namespace)
+                limited = condition(om, "BudgetLimited")
+                dep = get_json(local_cluster, "deployment", "minilm-triton", "-n", namespace)
+                if limited and limited["status"] == "True" and dep["spec"]["replicas"] == 2:
+                    return om
+                return None
+
+            om = wait_for("the budget capping replicas at 2", capped, timeout=120, log=log)
+            assert om["status"]["scaling"]["replicas"] == 2
+            assert float(om["status"]["cost"]["ratePerHour"]) <= 0.75
+            assert condition(om, "BudgetLimited")["reason"] == "FewerReplicas"  # type: ignore[index]
+            events = get_json(
+                local_cluster, "events", "-n", namespace, "--field-selector", "reason=FewerReplicas"
+            )
+            assert events["items"], "a BudgetLimited Event must say what was given up"
+
+            local_cluster.kubectl(
+                "annotate",
+                "om",
+                "minilm",
+                "-n",
+                namespace,
+                "--overwrite",
+                f"{models.BUDGET_PER_HOUR_ANNOTATION}=5",
+            )
+
+            def recovered() -> dict[str, Any] | None:
+                om = get_json(local_cluster, "om", "minilm", "-n", namespace)
+                limited = condition(om, "BudgetLimited")
+                dep = get_json(local_cluster, "deployment", "minilm-triton", "-n", namespace)
+                if limited and limited["status"] == "False" and dep["spec"]["replicas"] >= 3:
+                    return om
+                return None
+
+            om = wait_for("scale-up after the budget was raised", recovered, timeout=120, log=log)
+            assert load.sent > 0
+    assert om["status"]["cost"]["budget"] == "5/h"
