@@ -180,59 +180,34 @@ def _scaler(
     return scale
 
 
+def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None) -> None:
+    meta = kwargs["meta"]
+    reconcile(
+        name=kwargs["name"],
+        namespace=kwargs["namespace"] or "default",
+        uid=kwargs["uid"],
+        generation=int(meta.get("generation") or 0),
+        spec=dict(kwargs["spec"]),
+        status=dict(kwargs["status"]),
+        patch=kwargs["patch"],
+        body=kwargs["body"],
+        memo=memo,
+    )
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def on_change(
-    name: str,
-    namespace: str | None,
-    uid: str,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    body: kopf.Body,
-    **_: Any,
-) -> None:
+def on_change(**kwargs: Any) -> None:
     """Create, update and operator restart: reconcile now."""
-    reconcile(
-        name=name,
-        namespace=namespace or "default",
-        uid=uid,
-        generation=int(meta.get("generation") or 0),
-        spec=dict(spec),
-        status=dict(status),
-        patch=patch,
-        body=body,
-    )
+    _reconcile_event(kwargs, memo=None)
 
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.status_interval_seconds, initial_delay=2.0)
-def on_timer(
-    name: str,
-    namespace: str | None,
-    uid: str,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
+def on_timer(memo: kopf.Memo, **kwargs: Any) -> None:
     """Observed state changes (Jobs finishing, pods becoming ready) move the pipeline on; load and budgets
     rescale the deployment."""
-    reconcile(
-        name=name,
-        namespace=namespace or "default",
-        uid=uid,
-        generation=int(meta.get("generation") or 0),
-        spec=dict(spec),
-        status=dict(status),
-        patch=patch,
-        body=body,
-        memo=memo,
-    )
+    _reconcile_event(kwargs, memo=memo)
 
 
 @kopf.on.delete(*RESOURCE)

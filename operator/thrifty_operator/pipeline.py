@@ -369,7 +369,7 @@ def plan(
     status: dict[str, Any] = {"observedGeneration": generation}
     digest = names.artifact_digest(spec)
     status["artifacts"] = {
-        "uri": f"pvc://{settings.artifact_pvc}/{owner.name}/{digest}",
+        "uri": f"pvc://{settings.artifact_pvc}/{digest}",
         "sourceDigest": digest,
     }
 

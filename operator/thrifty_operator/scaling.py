@@ -48,7 +48,9 @@ def _policy_variants(
 ) -> list[policy.Variant]:
     requests = spec.serving.resources.requests
     out = []
-    for c in options:
+    # The policy breaks cost ties by order: cheapest per million inferences first.
+    ranked = sorted(options, key=lambda c: (c.cost_per_million is None, c.cost_per_million or 0))
+    for c in ranked:
         if not c.feasible or not c.result.throughput_per_s:
             continue
         out.append(

@@ -94,6 +94,7 @@ def test_operator_deploys_cheapest_cpu_variant_on_cpu_pool(
         "cost",
         "endpoints",
         "artifacts",
+        "scaling",
     }
 
 
