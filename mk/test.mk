@@ -2,9 +2,10 @@
 PY_SOURCES := operator/thrifty_operator converters/thrifty_converters testbed/thrifty_testbed
 
 .PHONY: lint
-lint: $(VENV)/.installed ## ruff (lint and format) on every package and the tests
-	$(VENV)/bin/ruff check $(PY_SOURCES) tests
-	$(VENV)/bin/ruff format --check $(PY_SOURCES) tests
+lint: $(VENV)/.installed ## ruff (lint and format), import-linter layers
+	$(VENV)/bin/ruff check $(PY_SOURCES) converters/benchmarks tests
+	$(VENV)/bin/ruff format --check $(PY_SOURCES) converters/benchmarks tests
+	$(VENV)/bin/lint-imports
 
 .PHONY: typecheck
 typecheck: $(VENV)/.installed ## mypy --strict on every package

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-
-from kubernetes.utils import quantity
 
 from . import config
 from .cost import pricing as cost_pricing
@@ -12,10 +11,30 @@ from .cost import pricing as cost_pricing
 _GIB = Decimal(1024**3)
 
 
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
 def parse_quantity(value: str) -> Decimal:
-    """A Kubernetes quantity ("500m", "2Gi") as a Decimal."""
-    parsed: Decimal = quantity.parse_quantity(value)  # type: ignore[no-untyped-call]
-    return parsed
+    """A Kubernetes quantity ("500m", "2Gi") as a Decimal (the suffixes resource requests use).
+
+    Kept here rather than imported from the kubernetes client so the pure core never imports the client.
+    """
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise ValueError(f"not a resource quantity: {value!r}")
+    return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
 
 
 def pool_price(pool: config.Pool) -> cost_pricing.PoolPrice:

@@ -308,7 +308,7 @@ class LocalCluster:
                 f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
-                # Loopback pod and node IPs: nothing that probes a simulated pod ever sends traffic off this machine.
+                # Loopback pod and node IPs: probing a simulated pod never sends traffic off this machine.
                 "--cidr=127.10.0.0/16",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
