@@ -53,7 +53,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python --index-url "${TORCH_CPU_INDEX}" "torch>=2.6"
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve
+    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve --extra s3
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python --no-deps /src/converters
@@ -93,7 +93,7 @@ RUN uv venv --system-site-packages --python python3 /opt/venv \
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python -c /opt/base-constraints.txt \
-        -r /src/converters/pyproject.toml --extra gpu --extra cpu
+        -r /src/converters/pyproject.toml --extra gpu --extra cpu --extra s3
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python --no-deps /src/converters \

@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 # Every package and extra the tests and the demo use; one environment for the whole repository.
-PACKAGES := -e operator[sim] -e converters[cpu,serve] -e testbed --group dev
+PACKAGES := -e operator[sim] -e converters[cpu,serve,s3] -e testbed --group dev
 PYTEST_ARGS ?=
 
 .PHONY: help

@@ -105,7 +105,7 @@ def reconcile(
             price_of=_price_of,
             scaler=_scaler(name, namespace, body, status, typed, memo) if memo is not None else None,
         )
-        if result.create_jobs:
+        if result.create_jobs and SETTINGS.artifact_store == "pvc":
             k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
         for job in result.create_jobs:
             if k8s.create_job(job):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, Configuration, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from . import manifests, names, pipeline
@@ -46,7 +46,11 @@ def api_client() -> ApiClient:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    client = ApiClient()
+    configuration = Configuration.get_default_copy()
+    # One pooled connection per handler thread: the default pool of 4 would drop and re-handshake TLS
+    # connections whenever more handlers than that run at once.
+    configuration.connection_pool_maxsize = 40
+    client = ApiClient(configuration)
     client.user_agent = "thrifty-operator/0.1.0"
     return client
 

@@ -105,10 +105,41 @@ def pool_dir(digest: str, pool: config.Pool) -> str:
     return posixpath.join(artifact_dir(digest), "pools", pool.name)
 
 
+def store_uri(settings: config.Settings, digest: str) -> str:
+    """Where one set of variants lives in the artifact store, as users see it."""
+    if settings.artifact_store == "s3":
+        return f"{settings.artifact_s3_uri.rstrip('/')}/{digest}"
+    return f"pvc://{settings.artifact_pvc}/{digest}"
+
+
 def _artifact_volume(settings: config.Settings, read_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The PVC store mounts the shared claim; the S3 store gives each pod a scratch folder that
+    `thrifty-store` fills from and pushes back to the bucket."""
+    if settings.artifact_store == "s3":
+        volume: dict[str, Any] = {"name": "artifacts", "emptyDir": {}}
+        return volume, {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT, "readOnly": read_only}
     volume = {"name": "artifacts", "persistentVolumeClaim": {"claimName": settings.artifact_pvc}}
     mount = {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT, "readOnly": read_only}
     return volume, mount
+
+
+def _store_command(settings: config.Settings, digest: str, args: list[str]) -> tuple[list[str], list[str]]:
+    """Command and arguments of a converter container; with an S3 store, wrapped to sync the artifacts."""
+    if settings.artifact_store != "s3":
+        return ["thrifty-convert"], args
+    local, remote = artifact_dir(digest), store_uri(settings, digest)
+    return ["thrifty-store"], [
+        "run",
+        "--pull",
+        remote,
+        local,
+        "--push",
+        local,
+        remote,
+        "--",
+        "thrifty-convert",
+        *args,
+    ]
 
 
 def _pod_placement(pool: config.Pool) -> dict[str, Any]:
@@ -134,14 +165,15 @@ def _job(
     digest: str,
 ) -> dict[str, Any]:
     labels = names.labels(owner.name, component) | {names.LABEL_POOL: pool.name, names.LABEL_DIGEST: digest}
+    command, wrapped_args = _store_command(settings, digest, args)
     resources: dict[str, Any] = json.loads(json.dumps(CONVERTER_RESOURCES))
     if gpu and pool.accelerator:
         resources["limits"][pool.accelerator.resource] = "1"
     container: dict[str, Any] = {
         "name": component,
         "image": image,
-        "command": ["thrifty-convert"],
-        "args": args,
+        "command": command,
+        "args": wrapped_args,
         "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TMPDIR", "value": "/tmp"}],
         "resources": resources,
         "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
@@ -149,6 +181,8 @@ def _job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if settings.artifact_store == "s3":
+        secrets = [*secrets, settings.artifact_s3_secret]
     if secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in sorted(set(secrets))]
     return {
@@ -393,12 +427,30 @@ def triton_deployment(
                 "spec": {
                     "securityContext": _RESTRICTED_POD,
                     **_pod_placement(serving.pool),
+                    **_repository_fetch(settings, serving, digest),
                     "containers": [container],
                     "volumes": [artifacts_volume, {"name": "tmp", "emptyDir": {}}],
                 },
             },
         },
     }
+
+
+def _repository_fetch(settings: config.Settings, serving: Serving, digest: str) -> dict[str, Any]:
+    """With an S3 store, an init container pulls the model repository before Triton starts."""
+    if settings.artifact_store != "s3":
+        return {}
+    relative = posixpath.relpath(serving.repository, artifact_dir(digest))
+    fetch = {
+        "name": "fetch-repository",
+        "image": settings.converter_image,
+        "command": ["thrifty-store"],
+        "args": ["pull", f"{store_uri(settings, digest)}/{relative}", serving.repository],
+        "envFrom": [{"secretRef": {"name": settings.artifact_s3_secret}}],
+        "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS_MOUNT}],
+        "securityContext": _RESTRICTED_CONTAINER,
+    }
+    return {"initContainers": [fetch]}
 
 
 def triton_service(*, owner: Owner) -> dict[str, Any]:

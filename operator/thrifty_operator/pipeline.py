@@ -369,7 +369,7 @@ def plan(
     status: dict[str, Any] = {"observedGeneration": generation}
     digest = names.artifact_digest(spec)
     status["artifacts"] = {
-        "uri": f"pvc://{settings.artifact_pvc}/{digest}",
+        "uri": manifests.store_uri(settings, digest),
         "sourceDigest": digest,
     }
 

@@ -264,3 +264,49 @@ def test_plan_uses_measurements_recorded_in_status_when_jobs_are_gone() -> None:
     assert again.create_jobs == []
     assert {v["name"]: v["status"] for v in again.status["variants"]}["onnx-fp32"] == "ok"
     assert again.status["selected"]["variant"] == "onnx-int8-dynamic"
+
+
+def test_plan_with_s3_store_syncs_artifacts_through_the_bucket() -> None:
+    settings = config.Settings(
+        artifact_store="s3", artifact_s3_uri="s3://models/thrifty", artifact_s3_secret="s3-creds"
+    )
+    spec = _spec(pools=["cpu-c7i"])
+    digest = names.artifact_digest(spec)
+
+    def plan(jobs: dict[str, pipeline.JobState]) -> pipeline.Plan:
+        return pipeline.plan(
+            owner=OWNER,
+            generation=1,
+            spec=spec,
+            stored_status={},
+            observed=pipeline.Observed(jobs=jobs, deployment=None),
+            catalogue=CATALOGUE,
+            settings=settings,
+            price_of=_price,
+        )
+
+    container = plan({}).create_jobs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["thrifty-store"]
+    remote = f"s3://models/thrifty/{digest}"
+    assert container["args"][:8] == [
+        "run",
+        "--pull",
+        remote,
+        f"/var/lib/thrifty/artifacts/{digest}",
+        "--push",
+        f"/var/lib/thrifty/artifacts/{digest}",
+        remote,
+        "--",
+    ]
+    assert container["args"][8:10] == ["thrifty-convert", "optimize"]
+    assert {"secretRef": {"name": "s3-creds"}} in container["envFrom"]
+    served = plan(_profiled(spec, _summary(_ok("onnx-int8-dynamic", 20, 60)), _summary()))
+    pod = served.apply[1]["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    assert fetch["args"] == [
+        "pull",
+        f"{remote}/model_repository",
+        f"/var/lib/thrifty/artifacts/{digest}/model_repository",
+    ]
+    assert pod["volumes"][0] == {"name": "artifacts", "emptyDir": {}}
+    assert served.status["artifacts"]["uri"] == remote
