@@ -254,7 +254,15 @@ class _Converter:
             fp32_path = opt.output if opt.usable and opt.output is not None else onnx_path
         if self.want("onnx-int8-dynamic"):
             # Quantize the fused graph: Attention becomes QAttention, which dynamic INT8 speeds up most.
-            self.record(quantize.dynamic(fp32_path, self.path["onnx-int8-dynamic"]))
+            int8 = quantize.dynamic(fp32_path, self.path["onnx-int8-dynamic"])
+            if not int8.usable and fp32_path != onnx_path:
+                # Some fusions (BiasGelu after the TorchScript exporter) leave tensors without the type
+                # information the quantizer needs; the unfused export quantizes, only slower.
+                plain = quantize.dynamic(onnx_path, self.path["onnx-int8-dynamic"])
+                if plain.usable:
+                    why = base.one_line(int8.status.removeprefix("failed: "), 200)
+                    int8 = dataclasses.replace(plain, details={**plain.details, "fused_graph_failed": why})
+            self.record(int8)
         if self.want("onnx-int8-static"):
             self.record(
                 quantize.static(onnx_path, self.work, self.path["onnx-int8-static"], self.inputs.calibration)

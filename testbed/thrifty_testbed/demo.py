@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -303,13 +304,32 @@ def query(ip: str, model_name: str, output: str, clock: Clock) -> None:
     embeddings = result.as_numpy(output)
     if embeddings is None:
         raise DemoError(f"Triton's answer has no output {output!r}")
-    a, b = embeddings[0], embeddings[1]
-    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    reference = reference_embeddings(feed)
     clock.say(f"POST http://{ip}:8000/v2/models/{model_name}/infer: {took_ms:.1f} ms")
     for i, sentence in enumerate(SENTENCES):
         print(f"  sentence {i + 1}: {sentence!r}")
     print(f"  embeddings: shape {tuple(embeddings.shape)}, dtype {embeddings.dtype}")
-    print(f"  cosine similarity: {cosine:.4f}")
+    print(
+        f"  cosine similarity: {_cosine(embeddings[0], embeddings[1]):.4f} "
+        f"(PyTorch FP32 on this machine: {_cosine(reference[0], reference[1]):.4f})"
+    )
+    agreement = min(_cosine(embeddings[i], reference[i]) for i in range(len(SENTENCES)))
+    print(f"  served vs PyTorch embeddings: min cosine {agreement:.4f}")
+
+
+def _cosine(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def reference_embeddings(feed: dict[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    """The TorchScript model's own answer, to compare the served variant with."""
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        model = torch.jit.load(str(MODEL_FILE))  # type: ignore[no-untyped-call]
+        out = model(torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"]))
+    return np.asarray(out.numpy())
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -375,10 +395,8 @@ def run(args: argparse.Namespace) -> None:
         query(ip, om["status"]["endpoints"]["modelName"], output, clock)
         if args.serve:
             clock.say(f"serving at http://{ip}:8000 until Ctrl-C")
-            stop = threading.Event()
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            stop.wait()
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
         clock.say("stopping the operator and the kubelet stand-in (and with it Triton)")
     clock.say(f"done in {time.monotonic() - clock.start:.0f} s")
     print(
@@ -395,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-variants", action="store_true", help="keep every variant of the example")
     parser.add_argument("--serve", action="store_true", help="keep serving after the request until Ctrl-C")
     args = parser.parse_args(argv)
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    # The kubelet stand-in logs every pod event; the terminal shows the model's progress instead.
+    logging.basicConfig(
+        filename=DEMO_DIR / "kubelet.log", level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    # SIGTERM (a CI timeout, say) unwinds like Ctrl-C, so the operator and the pods' processes stop too.
+    signal.signal(signal.SIGTERM, _interrupt)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
@@ -402,7 +428,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DemoError, chart.ChartError, cluster.ClusterError) as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("demo interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
