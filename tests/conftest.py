@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import uuid
 from collections.abc import Iterator
 
@@ -36,3 +37,14 @@ def namespace(local_cluster: testbed.LocalCluster) -> Iterator[str]:
     local_cluster.kubectl("create", "namespace", name)
     yield name
     local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crds(local_cluster: testbed.LocalCluster) -> testbed.LocalCluster:
+    """The cluster with Thrifty's CRD and budget admission policy installed (from crds/, as generated)."""
+    folder = pathlib.Path(__file__).resolve().parents[1] / "crds"
+    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder))
+    local_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/optimizedmodels.thrifty.dev", "--timeout=60s"
+    )
+    return local_cluster

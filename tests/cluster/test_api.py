@@ -19,14 +19,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def api(local_cluster: LocalCluster) -> LocalCluster:
-    """The cluster with Thrifty's CRD and budget admission policy installed."""
-    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    local_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/optimizedmodels.thrifty.dev", "--timeout=60s"
-    )
-    return local_cluster
+@pytest.fixture
+def api(crds: LocalCluster) -> LocalCluster:
+    """The cluster with the CRD and the budget admission policy."""
+    return crds
 
 
 def _apply(api: LocalCluster, namespace: str, manifest: dict[str, Any]) -> tuple[int, str]:

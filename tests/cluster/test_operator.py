@@ -36,16 +36,6 @@ pytestmark = pytest.mark.cluster
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def crds(local_cluster: LocalCluster) -> LocalCluster:
-    """The cluster with the CRD installed."""
-    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    local_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/optimizedmodels.thrifty.dev", "--timeout=60s"
-    )
-    return local_cluster
-
-
 @pytest.fixture
 def operator_log(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "operator.log"

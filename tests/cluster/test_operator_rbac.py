@@ -29,10 +29,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def chart_token_kubeconfig(
-    local_cluster: LocalCluster, namespace: str, tmp_path: pathlib.Path
+    crds: LocalCluster, namespace: str, tmp_path: pathlib.Path
 ) -> Iterator[pathlib.Path]:
     """A kubeconfig authenticating as the chart's ServiceAccount, bound to the chart's ClusterRole."""
-    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    local_cluster = crds
     release = f"rbac-{uuid.uuid4().hex[:6]}"
     rbac = chart.operator_rbac_manifests(namespace, release)
     local_cluster.kubectl("apply", "-f", "-", input_text=chart.dump(rbac))

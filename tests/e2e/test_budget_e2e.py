@@ -140,9 +140,9 @@ def kubelet(local_cluster: LocalCluster, namespace: str) -> Iterator[LocalKubele
 
 
 def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
-    local_cluster: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
 ) -> None:
-    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    local_cluster = crds
     manifest = model_manifest(serving__pools=["cpu-c7i"])
     manifest["spec"]["optimization"]["variants"] = [VARIANT]
     # One replica fills a node (4 of 7.9 cores): each replica costs a whole c7i.2xlarge, 0.357/h.

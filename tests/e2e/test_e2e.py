@@ -31,16 +31,6 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def crds(local_cluster: LocalCluster) -> LocalCluster:
-    """The cluster with the CRD installed."""
-    local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    local_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/optimizedmodels.thrifty.dev", "--timeout=60s"
-    )
-    return local_cluster
-
-
 @pytest.fixture
 def kubelet(crds: LocalCluster, namespace: str, tmp_path: pathlib.Path) -> Iterator[LocalKubelet]:
     """The kubelet stand-in for this test's namespace only."""
@@ -199,3 +189,87 @@ def test_unreachable_and_corrupt_models_fail_conversion_once_with_a_clear_messag
     assert not get_json(crds, "jobs", "-n", namespace, "-l", f"{names.LABEL_COMPONENT}=profile")["items"]
     text = log.read_text()
     assert "Traceback" not in text
+
+
+@pytest.fixture
+def s3_store(crds: LocalCluster, namespace: str) -> Iterator[dict[str, str]]:
+    """A real S3-compatible server (moto's) on loopback, a bucket, and the credentials Secret pods use."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    creds = {
+        "AWS_ACCESS_KEY_ID": "thrifty",
+        "AWS_SECRET_ACCESS_KEY": "thrifty-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=creds["AWS_ENDPOINT_URL"],
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="thrifty")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "thrifty-artifacts-s3", "namespace": namespace},
+        "stringData": creds,
+    }
+    crds.kubectl("apply", "-f", "-", input_text=json.dumps(secret))
+    yield {"endpoint": creds["AWS_ENDPOINT_URL"], "client": client}  # type: ignore[misc]
+    server.stop()
+
+
+@pytest.mark.triton
+def test_s3_artifact_store_carries_variants_from_conversion_to_triton(
+    crds: LocalCluster,
+    namespace: str,
+    kubelet: LocalKubelet,
+    s3_store: dict[str, Any],
+    tmp_path: pathlib.Path,
+) -> None:
+    import tritonclient.http as httpclient
+
+    module = _mlp()
+    model = _save_torchscript(module, tmp_path / "mlp.pt")
+    manifest = _manifest("mlp-s3", model)
+    manifest["spec"]["optimization"]["variants"] = ["onnx-fp32"]
+    manifest["spec"]["serving"]["pools"] = ["cpu-c7i"]
+    settings = {
+        **SETTINGS,
+        "artifact_store": "s3",
+        "artifact_s3_uri": "s3://thrifty/artifacts",
+        "artifact_s3_secret": "thrifty-artifacts-s3",
+    }
+    log = tmp_path / "operator.log"
+    with running_operator(crds, namespace, log, **settings):
+        apply_manifest(crds, namespace, manifest)
+        om = wait_for("Ready=True", lambda: _ready_status(crds, namespace, "mlp-s3"), timeout=240, log=log)
+        ip = wait_for("a ready Triton pod", lambda: _triton_ip(crds, namespace), timeout=60, log=log)
+    digest = om["status"]["artifacts"]["sourceDigest"]
+    assert om["status"]["artifacts"]["uri"] == f"s3://thrifty/artifacts/{digest}"
+    listed = s3_store["client"].list_objects_v2(
+        Bucket="thrifty", Prefix=f"artifacts/{digest}/model_repository/"
+    )
+    keys = {o["Key"] for o in listed.get("Contents", [])}
+    assert f"artifacts/{digest}/model_repository/onnx-fp32-py/config.pbtxt" in keys
+    assert get_json(crds, "pvc", "-n", namespace)["items"] == [], "the S3 store needs no volume claim"
+    x = np.random.default_rng(3).standard_normal((2, FEATURES)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    client = httpclient.InferenceServerClient(url=f"{ip}:8000")
+    try:
+        request = httpclient.InferInput("x", list(x.shape), "FP32")
+        request.set_data_from_numpy(x)
+        served = client.infer("onnx-fp32-py", [request]).as_numpy("logits")
+    finally:
+        client.close()
+    assert served is not None
+    np.testing.assert_allclose(served, expected, atol=1e-4, rtol=1e-3)
