@@ -21,7 +21,8 @@ import numpy.typing as npt
 from . import catalog, experiment, generator, oracle, simulate, trace
 from .cli import format_table
 
-AZURE_TRACE = Path("/work/shared/traces/azure_llm_2023_conv.csv")
+# The trace ships in the repository (data/traces, CC-BY 4.0, attribution in its README).
+AZURE_TRACE = Path(__file__).resolve().parents[3] / "data" / "traces" / "azure_llm_2023_conv.csv"
 SLO_MS = 50.0
 
 

@@ -9,7 +9,7 @@ import pytest
 from thrifty_operator.cost import budgets
 from thrifty_operator.sim import baselines, catalog, cli, experiment, generator, oracle, simulate, trace
 
-AZURE = Path("/work/shared/traces/azure_llm_2023_conv.csv")
+AZURE = Path(__file__).resolve().parents[3] / "data" / "traces" / "azure_llm_2023_conv.csv"
 needs_trace = pytest.mark.skipif(not AZURE.exists(), reason="shared Azure trace not present")
 
 
