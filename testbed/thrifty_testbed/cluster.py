@@ -107,6 +107,7 @@ class LocalCluster:
         """Requests made by ServiceAccounts, one JSON object per line."""
         self._state_file = self.state_dir / "state.json"
         self._pki = pki.ensure_pki(self.state_dir / "pki") if self.state_dir.exists() else None
+        self._children: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------------ inspection
 
@@ -197,6 +198,8 @@ class LocalCluster:
             start_new_session=True,
         )
         out.close()
+        # Keep the handle: a dropped Popen of a running child warns (ResourceWarning) when collected.
+        self._children.append(proc)
         pids[name] = proc.pid
         self._state_file.write_text(json.dumps({"ports": dataclasses.asdict(ports), "pids": pids}))
 
@@ -415,6 +418,10 @@ class LocalCluster:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
             self._state_file.unlink(missing_ok=True)
+        for child in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(1)
+        self._children.clear()
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
 
     # ------------------------------------------------------------------ helpers
