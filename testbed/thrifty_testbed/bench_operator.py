@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
-import signal
 import statistics
 import subprocess
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -28,7 +25,7 @@ import kubernetes
 import yaml
 from kubernetes.client import CustomObjectsApi
 
-from . import chart, cluster, nodes
+from . import chart, cluster, nodes, operator_process
 
 ROOT = cluster.REPO_ROOT
 NAMESPACE = "thrifty-bench"
@@ -153,63 +150,43 @@ def _measure(local: cluster.LocalCluster, count: int, out: pathlib.Path, timeout
     local.kubectl("create", "namespace", NAMESPACE)
     _extra_nodes(local, 4)
     kubeconfig = _token_kubeconfig(local, out)
-    env = dict(
-        os.environ,
-        KUBECONFIG=str(kubeconfig),
-        THRIFTY_POOL_CATALOGUE=str(ROOT / "config" / "pools.local.yaml"),
-        THRIFTY_STATUS_INTERVAL_SECONDS="30",
-    )
-    log = (out / "operator.log").open("wb")
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "--standalone",
-            "--namespace",
-            NAMESPACE,
-            "-m",
-            "thrifty_operator.handlers",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        print("seeding one converted model ...", flush=True)
-        _seed(local)
-        names = [f"m{i:04d}" for i in range(count)]
-        started = time.time()
-        print(f"creating {count} OptimizedModels ...", flush=True)
-        _create_all(local, [_model(n) for n in names])
-        deployed: dict[str, float] = {}
-        peak_rss = 0
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(deployed) < count:
-            peak_rss = max(peak_rss, _rss_kib(operator.pid, "VmRSS"))
-            for om in _kubectl_json(local, "om", "-n", NAMESPACE)["items"]:
-                name = om["metadata"]["name"]
-                if name == "seed" or name in deployed:
-                    continue
-                for cond in om.get("status", {}).get("conditions", []):
-                    if cond["type"] == "Deployed" and cond["status"] == "True":
-                        created = datetime.fromisoformat(
-                            om["metadata"]["creationTimestamp"].replace("Z", "+00:00")
-                        )
-                        moved = datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
-                        deployed[name] = (moved - created).total_seconds()
-            print(f"  {len(deployed)}/{count} Deployed after {time.time() - started:.1f} s", flush=True)
-            time.sleep(2.0)
-        all_deployed = time.time() - started
-        peak_rss = max(peak_rss, _rss_kib(operator.pid, "VmHWM"))
-        time.sleep(2)
-        requests = _audit_requests(local.audit_log, started)
-    finally:
-        os.killpg(operator.pid, signal.SIGTERM)
-        operator.wait(30)
-        log.close()
+    with operator_process.running(
+        kubeconfig, NAMESPACE, out / "operator.log", {"status_interval_seconds": "30"}
+    ) as operator:
+        return _drive(local, count, operator, timeout)
+
+
+def _drive(
+    local: cluster.LocalCluster, count: int, operator: subprocess.Popen[bytes], timeout: float
+) -> dict[str, Any]:
+    print("seeding one converted model ...", flush=True)
+    _seed(local)
+    names = [f"m{i:04d}" for i in range(count)]
+    started = time.time()
+    print(f"creating {count} OptimizedModels ...", flush=True)
+    _create_all(local, [_model(n) for n in names])
+    deployed: dict[str, float] = {}
+    peak_rss = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(deployed) < count:
+        peak_rss = max(peak_rss, _rss_kib(operator.pid, "VmRSS"))
+        for om in _kubectl_json(local, "om", "-n", NAMESPACE)["items"]:
+            name = om["metadata"]["name"]
+            if name == "seed" or name in deployed:
+                continue
+            for cond in om.get("status", {}).get("conditions", []):
+                if cond["type"] == "Deployed" and cond["status"] == "True":
+                    created = datetime.fromisoformat(
+                        om["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+                    )
+                    moved = datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
+                    deployed[name] = (moved - created).total_seconds()
+        print(f"  {len(deployed)}/{count} Deployed after {time.time() - started:.1f} s", flush=True)
+        time.sleep(2.0)
+    all_deployed = time.time() - started
+    peak_rss = max(peak_rss, _rss_kib(operator.pid, "VmHWM"))
+    time.sleep(2)
+    requests = _audit_requests(local.audit_log, started)
     latencies = list(deployed.values())
     result: dict[str, Any] = {
         "objects": count,

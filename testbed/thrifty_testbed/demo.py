@@ -28,13 +28,12 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import yaml
 
-from . import chart, cluster
+from . import chart, cluster, operator_process
 
 NAMESPACE = "thrifty-demo"
 RELEASE = "thrifty"
@@ -126,34 +125,15 @@ def local_values() -> dict[str, Any]:
     return values
 
 
-@contextlib.contextmanager
-def running_operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Any:
     """`kopf run` for the demo namespace, with the settings the chart's local values give the Deployment."""
     values = local_values()
-    env = dict(os.environ)
-    env.update(
-        KUBECONFIG=str(kubeconfig),
-        THRIFTY_POOL_CATALOGUE=str(POOLS),
-        THRIFTY_TRITON_BACKEND_MODE=str(values["triton"]["backendMode"]),
-        THRIFTY_EXTRA_POD_LABELS=json.dumps(values["extraPodLabels"]),
-        THRIFTY_STATUS_INTERVAL_SECONDS="2",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", NAMESPACE]
-    argv += ["-m", "thrifty_operator.handlers"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+    settings = {
+        "triton_backend_mode": str(values["triton"]["backendMode"]),
+        "extra_pod_labels": json.dumps(values["extraPodLabels"]),
+        "status_interval_seconds": "2",
+    }
+    return operator_process.running(kubeconfig, NAMESPACE, log, settings)
 
 
 # ---------------------------------------------------------------------------------------- the model

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +13,7 @@ from typing import Any
 import yaml
 
 from thrifty_operator import names
+from thrifty_testbed import operator_process
 from thrifty_testbed.cluster import LocalCluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -29,44 +27,12 @@ def running_operator(
     kubeconfig: pathlib.Path | None = None,
     **settings: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator watching `namespace`, with THRIFTY_* settings; stopped (SIGTERM) on exit."""
-    env = dict(os.environ)
-    env.update(
-        KUBECONFIG=str(kubeconfig or cluster.kubeconfig),
-        THRIFTY_POOL_CATALOGUE=str(ROOT / "config" / "pools.local.yaml"),
-        THRIFTY_STATUS_INTERVAL_SECONDS="1",
-        NO_PROXY="127.0.0.1,localhost",
-    )
-    env.update({f"THRIFTY_{k.upper()}": v for k, v in settings.items()})
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                "--namespace",
-                namespace,
-                "--verbose",
-                "-m",
-                "thrifty_operator.handlers",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
+    """The operator watching `namespace`, with THRIFTY_* settings (1 s status interval unless given)."""
+    merged = {"status_interval_seconds": "1", **settings}
+    with operator_process.running(
+        kubeconfig or cluster.kubeconfig, namespace, log, merged, verbose=True
+    ) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 def get_json(cluster: LocalCluster, *args: str) -> Any:
