@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 import kubernetes
+import urllib3
 
 from . import cluster
 
@@ -548,6 +549,10 @@ class PodWorker:
                 self.gone()
                 return
             log.warning("pod %s: status patch failed: %s", self.key, err.reason)
+            return
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            # The API server restarting or briefly unreachable: the next pass sends the status again.
+            log.warning("pod %s: status patch failed, will retry: %s", self.key, err)
             return
         if self._sent is None or status["phase"] != self._sent.get("phase"):
             log.info("pod %s: phase %s", self.key, status["phase"])
