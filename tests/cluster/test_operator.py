@@ -24,6 +24,7 @@ from operator_runner import (
     model_manifest,
     profile_all,
     ready_model,
+    report_job,
     running_operator,
     wait_for,
 )
@@ -233,3 +234,43 @@ def test_operator_shares_converted_artifacts_between_models(
     om = ready_model(crds, namespace, "minilm-b")
     assert om and om["status"]["selected"]["variant"] == "onnx-int8-dynamic"
     assert jobs_of(crds, namespace, "convert") == []
+
+
+def test_operator_splits_a_namespace_budget_between_its_models(
+    operator: None, crds: LocalCluster, namespace: str, operator_log: pathlib.Path
+) -> None:
+    crds.kubectl("annotate", "namespace", namespace, "thrifty.dev/budget-per-hour=1")
+    cpu_only = {"serving__pools": ["cpu-c7i"]}
+    apply_manifest(crds, namespace, model_manifest("a", **cpu_only))
+    apply_manifest(crds, namespace, model_manifest("b", **cpu_only))
+    converts = wait_for(
+        "the shared conversion Job", lambda: jobs_of(crds, namespace, "convert"), log=operator_log
+    )
+    report_job(crds, namespace, converts[0], {"variants": []})
+    profiles = wait_for("the profiling Job", lambda: jobs_of(crds, namespace, "profile"), log=operator_log)
+    report_job(crds, namespace, profiles[0], CPU_PROFILE)
+
+    def budgets(expected: str) -> dict[str, Any] | None:
+        models = {n: get_json(crds, "om", n, "-n", namespace) for n in ("a", "b")}
+        shown = {
+            n: ((om or {}).get("status") or {}).get("cost", {}).get("budget") for n, om in models.items()
+        }
+        return models if set(shown.values()) == {expected} else None
+
+    # Equal demand: each model gets half of the namespace's 1/h, which pays for its one CPU replica.
+    models = wait_for(
+        "each model holding half the namespace budget", lambda: budgets("0.5/h"), log=operator_log
+    )
+    for om in models.values():
+        assert condition(om, "BudgetLimited")["status"] == "False"  # type: ignore[index]
+    # A quarter each no longer pays for minReplicas: the models keep it and say so.
+    crds.kubectl("annotate", "namespace", namespace, "--overwrite", "thrifty.dev/budget-per-hour=0.5")
+    models = wait_for("the tighter namespace budget applied", lambda: budgets("0.25/h"), log=operator_log)
+
+    def limited() -> bool:
+        conds = [condition(get_json(crds, "om", n, "-n", namespace), "BudgetLimited") for n in ("a", "b")]
+        return all(c and c["status"] == "True" and c["reason"] == "BudgetBelowMinimum" for c in conds)
+
+    wait_for("BudgetLimited on both models", limited, log=operator_log)
+    dep = get_json(crds, "deployment", "a-triton", "-n", namespace)
+    assert dep["spec"]["replicas"] == 1
