@@ -191,7 +191,7 @@ def _measured_variant(c: Candidate) -> dict[str, Any]:
         "latencyP99Ms": _fmt(r.p99_ms, 3),
         "throughputPerSecond": _fmt(r.throughput_per_s, 2),
         "costPerMillion": _fmt(c.cost_per_million, 4),
-        "accuracy": (r.parity or None) and r.parity[:256] if r.parity else None,
+        "accuracy": r.parity[:256] if r.parity else None,
         "sizeBytes": r.size_bytes,
     }
     return {k: v for k, v in entry.items() if v is not None}
@@ -564,6 +564,4 @@ def _events(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, An
         kind = _EVENT_REASONS.get((cond["type"], cond["status"]))
         if kind:
             events.append(Event(type=kind[0], reason=kind[1], message=cond["message"]))  # type: ignore[arg-type]
-        elif cond["reason"] in {"ConversionPending", "ProfilingPending"}:
-            events.append(Event(type="Normal", reason="JobCreated", message=cond["message"]))
     return events

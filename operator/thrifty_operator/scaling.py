@@ -165,6 +165,10 @@ def decide(
     rate = decision.rate_per_hour if decision else 0.0
     spend = cost_pricing.accrue(spend, inputs.now, rate)
     conds, events = _budget_conditions((*errors, *ns_errors), decision, effective)
+    previous = conditions.find(inputs.stored_status.get("conditions") or [], "BudgetLimited")
+    if previous and (previous.get("status"), previous.get("reason")) == (conds[0].status, conds[0].reason):
+        # Budget Events mark transitions; a budget that keeps binding is in the condition, not an Event storm.
+        events = []
     if decision and decision.reason in ("ScaledUp", "ScaledDown", "VariantSwitched"):
         events.append(pipeline.Event(type="Normal", reason=decision.reason, message=decision.message))
     allowed = decision.allowed_rate_per_hour if decision else math.inf

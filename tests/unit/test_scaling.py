@@ -117,7 +117,7 @@ def test_scaling_scales_up_when_budget_is_raised() -> None:
     tight = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "0.60"}, load=300)
     raised = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "20"}, load=300)
     assert _condition(raised) == ("False", "WithinBudget")
-    assert raised.replicas * 1.0 >= 1 and (raised.pool, raised.replicas) != (tight.pool, tight.replicas)
+    assert raised.replicas >= 1 and (raised.pool, raised.replicas) != (tight.pool, tight.replicas)
 
 
 def test_scaling_reports_malformed_budget_without_crashing() -> None:
@@ -162,3 +162,15 @@ def test_scaling_keeps_status_small_by_compacting_demand_history() -> None:
     compact = scaling._compact({"demandHistory": history})
     assert len(compact["demandHistory"]) <= 32
     assert max(d for _, d in compact["demandHistory"]) == 6.0
+
+
+def test_scaling_posts_budget_events_only_on_transitions() -> None:
+    first = _decide(_spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "0.60"}, load=300)
+    assert any(e.type == "Warning" for e in first.events)
+    (cond,) = first.conditions
+    stored = {"conditions": [{"type": "BudgetLimited", "status": cond.status, "reason": cond.reason}]}
+    again = _decide(
+        _spec(maxReplicas=20), annotations={"thrifty.dev/budget-per-hour": "0.60"}, load=300, status=stored
+    )
+    assert not any(e.reason == cond.reason for e in again.events)
+    assert again.conditions[0].status == "True"
