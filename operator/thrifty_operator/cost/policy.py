@@ -6,19 +6,23 @@ runs the very same function.
 
 Order of work in `decide()`:
 
-1. Demand: `lam = (rate + pending / drain_s + rejected rate) * headroom`, the highest of the last
+1. Demand: `lam = rate + pending / drain_s + rejected rate`, the highest of the last
    `scale_up_window_s`; if Triton's queue time per request, with every replica ready, exceeds both
    its target and `queue_time_factor` times the modelled mean wait, the demand of one more replica.
-2. Per variant: the fewest replicas whose modelled p99 (`queueing`) meets the SLO at that demand.
+2. Per variant: the fewest replicas whose modelled p99 (`queueing`) meets the SLO at that demand
+   times `headroom` (scale-down: the window's peak times `scale_down_margin` too).
 3. Choice: keep the current variant unless another is cheaper by `switch_margin` (after
-   `variant_hold_s`) or the current one cannot meet the SLO.
+   `variant_hold_s`) or the current one cannot meet the SLO, or the budget chose it last time.
 4. No flapping: scale up at once (at most `max(2x, +4)` per decision); scale down only to what
    `scale_down_margin` times the highest demand of the last `scale_down_stabilization_s` needs, at
    most halving per decision.
-5. Budget: the billed rate must not exceed `budgets.allowed_rate_per_hour` (projected spend within
-   every cap). When it would, degrade in this order and say so in `given_up`:
+5. Budget: the billed rate must not exceed what the caps allow: the hourly cap, and for the monthly
+   cap the pacing of `pacing` (it meets the cheapest hours of the month first and gives the dearest
+   up whole; while the month's money cannot pay for the forecast demand, the policy plans without
+   headroom). When the fleet would not fit, degrade in this order and say so in `given_up`:
    a. a cheaper variant or pool that still meets the SLO (e.g. CPU INT8 instead of GPU);
-   b. fewer replicas: the affordable variant and count with the most capacity;
+   b. fewer replicas: the affordable variant and count with the most capacity (down to the floor
+      when the monthly pacing gives the hour up: `PeakGivenUp`);
    c. never below `min_replicas` (unless suspended), even if that exceeds the budget.
 """
 
@@ -29,7 +33,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import budgets, metrics, pricing, queueing
+from . import budgets, metrics, pacing, pricing, queueing
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,6 +79,8 @@ class PolicyConfig:
         variant_hold_s: Minimum time between two voluntary variant switches.
         switch_margin: Switch voluntarily only if the other variant costs at most this share.
         budget_safety: Plan to this share of the allowed rate (billing minima, rounding).
+        commitment_s: A fleet chosen now is paid for at least this long (until the next decision can
+            stop it, plus the billing minimum); the monthly cap's zero-overrun bound uses it.
     """
 
     slo_p99_ms: float
@@ -92,6 +98,7 @@ class PolicyConfig:
     variant_hold_s: float = 900.0
     switch_margin: float = 0.75
     budget_safety: float = 0.98
+    commitment_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_replicas <= self.max_replicas:
@@ -107,14 +114,18 @@ class PolicyState:
     Attributes:
         variant: Variant now deployed ("" before the first decision).
         replicas: Replicas now requested.
-        demand_history: (time, planned demand) pairs within the scale-down window.
+        demand_history: (time, demand without headroom) pairs within the scale-down window.
         variant_since: When the current variant was chosen.
+        profile: The rate wanted per slot of the day, for monthly pacing (`pacing`).
+        budget_limited: The budget bound the last decision (its variant was not chosen freely).
     """
 
     variant: str = ""
     replicas: int = 0
     demand_history: tuple[tuple[float, float], ...] = ()
     variant_since: float = 0.0
+    profile: pacing.DemandProfile = dataclasses.field(default_factory=pacing.DemandProfile)
+    budget_limited: bool = False
 
     def to_status(self) -> dict[str, Any]:
         """Plain JSON-able dict for the CR's status (no floats that JSON cannot carry)."""
@@ -123,6 +134,8 @@ class PolicyState:
             "replicas": self.replicas,
             "demandHistory": [[round(t, 3), round(d, 3)] for t, d in self.demand_history],
             "variantSince": round(self.variant_since, 3),
+            "profile": self.profile.to_status(),
+            "budgetLimited": self.budget_limited,
         }
 
     @classmethod
@@ -136,6 +149,8 @@ class PolicyState:
                 replicas=int(raw.get("replicas", 0)),
                 demand_history=tuple((float(t), float(d)) for t, d in raw.get("demandHistory", ())),
                 variant_since=float(raw.get("variantSince", 0.0)),
+                profile=pacing.DemandProfile.from_status(raw.get("profile")),
+                budget_limited=bool(raw.get("budgetLimited", False)),
             )
         except (TypeError, ValueError):
             return cls()
@@ -214,8 +229,8 @@ class _Option:
     meets: bool
 
 
-def planned_demand(config: PolicyConfig, load: metrics.LoadSample) -> float:
-    """Requests/s to plan capacity for: served rate, backlog to drain and rejections, with headroom.
+def observed_demand(config: PolicyConfig, load: metrics.LoadSample) -> float:
+    """Requests/s the model is asked for: served rate, backlog to drain and rejections.
 
     Args:
         config: Policy configuration.
@@ -224,7 +239,32 @@ def planned_demand(config: PolicyConfig, load: metrics.LoadSample) -> float:
     Returns:
         Demand in requests/s.
     """
-    return (load.request_rate + load.pending / config.drain_s + load.rejected_rate) * config.headroom
+    return load.request_rate + load.pending / config.drain_s + load.rejected_rate
+
+
+def planned_demand(config: PolicyConfig, load: metrics.LoadSample) -> float:
+    """Requests/s to plan capacity for: the observed demand with headroom."""
+    return observed_demand(config, load) * config.headroom
+
+
+def _options(
+    config: PolicyConfig,
+    pools: Mapping[str, pricing.PoolPrice],
+    variants: Sequence[Variant],
+    up_demand: float,
+    hold_demand: float,
+) -> tuple[dict[str, _Option], dict[str, _Option], _Option]:
+    """Per variant: the fleet for the scale-up demand and for the stabilized demand; the cheapest one
+    that meets the SLO at the stabilized demand (or the one with most capacity if none does)."""
+    up = {v.name: _option(config, pools[v.pool], v, up_demand, 0) for v in variants}
+    hold = {v.name: _option(config, pools[v.pool], v, hold_demand, 0) for v in variants}
+    meeting = [hold[v.name] for v in variants if hold[v.name].meets]
+    cheapest = (
+        min(meeting, key=lambda o: o.rate)
+        if meeting
+        else max(hold.values(), key=lambda o: o.replicas * o.variant.throughput_per_s)
+    )
+    return up, hold, cheapest
 
 
 def _option(config: PolicyConfig, pool: pricing.PoolPrice, v: Variant, demand: float, floor: int) -> _Option:
@@ -299,6 +339,9 @@ def _choose_variant(
     """
     if current is None or (not up[current.name].meets and up[cheapest.variant.name].meets):
         return cheapest.variant
+    if state.budget_limited:
+        # The budget chose the running variant; without it the choice is free again.
+        return cheapest.variant
     voluntary = (
         cheapest.variant is not current
         and cheapest.rate <= config.switch_margin * hold[current.name].rate
@@ -367,16 +410,70 @@ def _within_budget(
         )
         return fewer.variant, fewer.replicas, fewer.rate, False, (why,)
     # c. the floor wins over the budget: min_replicas of the cheapest (SLO-capable if any) variant.
-    capable = [v for v in variants if v.latency_p99_ms <= config.slo_p99_ms] or list(variants)
+    v, rate = floor_rate(config, pools, variants)
     n = config.min_replicas
-    v = min(capable, key=lambda v: _fleet_rate(pools, v, n))
-    rate = _fleet_rate(pools, v, n)
     why = GivenUp(
         reason="BudgetBelowMinimum",
         message=f"min_replicas={n} of {v.name} costs {rate:.4f}/h, "
         f"more than the {allowed:.4f}/h the budget allows",
     )
     return v, n, rate, False, (why,)
+
+
+def floor_rate(
+    config: PolicyConfig, pools: Mapping[str, pricing.PoolPrice], variants: Sequence[Variant]
+) -> tuple[Variant, float]:
+    """The cheapest `min_replicas` fleet (of an SLO-capable variant if any): paid even over budget."""
+    capable = [v for v in variants if v.latency_p99_ms <= config.slo_p99_ms] or list(variants)
+    v = min(capable, key=lambda v: _fleet_rate(pools, v, config.min_replicas))
+    return v, _fleet_rate(pools, v, config.min_replicas)
+
+
+def _slot_end(now: float) -> str:
+    end = (now // pacing.SLOT_S + 1) * pacing.SLOT_S
+    return f"{int(end % 86_400) // 3600:02d}:{int(end % 3600) // 60:02d} UTC"
+
+
+def _allowed(
+    config: PolicyConfig,
+    pools: Mapping[str, pricing.PoolPrice],
+    variants: Sequence[Variant],
+    budget: budgets.Budget,
+    obs: Observation,
+    profile: pacing.DemandProfile,
+    need: float,
+) -> tuple[float, float, GivenUp | None, bool, pacing.DemandProfile]:
+    """Allowed rate, the rate to plan to, why a slot is given up when the monthly pacing skips it,
+    whether the monthly budget cannot pay for the forecast demand, and the profile with the verdict."""
+    allowed = budget.per_hour if budget.per_hour is not None else math.inf
+    if budget.per_month is None:
+        planned = allowed * config.budget_safety if math.isfinite(allowed) else allowed
+        return allowed, planned, None, False, profile
+    _, floor = floor_rate(config, pools, variants)
+    a, profile = pacing.monthly_allowance(
+        remaining=budget.per_month - obs.month_to_date,
+        hours_left=obs.hours_left,
+        floor_per_hour=floor,
+        need_per_hour=need,
+        profile=profile,
+        now=obs.now,
+        commitment_h=config.commitment_s / 3600,
+        ceiling_per_hour=allowed,
+    )
+    if a.skipped and a.rate_per_hour >= floor and floor <= allowed:
+        # The floor is reserved for every hour left, so it is paid exactly, without the safety margin.
+        why = GivenUp(
+            reason="PeakGivenUp",
+            message=f"gives up the p99 target until {_slot_end(obs.now)}: meeting it costs about "
+            f"{need:.4f}/h and the monthly budget left meets only the cheaper hours "
+            f"(up to {a.threshold_per_hour:.4f}/h)"
+            if math.isfinite(a.threshold_per_hour)
+            else f"gives up the p99 target until {_slot_end(obs.now)}: the monthly budget left pays "
+            "only for the floor",
+        )
+        return floor, floor, why, True, profile
+    allowed = min(allowed, a.rate_per_hour)
+    return allowed, allowed * config.budget_safety, None, math.isfinite(a.threshold_per_hour), profile
 
 
 def decide(
@@ -410,18 +507,17 @@ def decide(
             raise ValueError(f"variant {v.name!r} runs on unknown pool {v.pool!r}")
     by_name = {v.name: v for v in variants}
     current = by_name.get(state.variant)
-    allowed = budgets.allowed_rate_per_hour(budget, obs.month_to_date, obs.hours_left)
-    planned_allowed = allowed * config.budget_safety if math.isfinite(allowed) else allowed
-
     if config.suspended:
         v = current or variants[0]
-        new_state = PolicyState(variant=v.name, replicas=0, variant_since=state.variant_since)
+        new_state = PolicyState(
+            variant=v.name, replicas=0, variant_since=state.variant_since, profile=state.profile
+        )
         return Decision(
             variant=v.name,
             pool=v.pool,
             replicas=0,
             rate_per_hour=0.0,
-            allowed_rate_per_hour=allowed,
+            allowed_rate_per_hour=budgets.allowed_rate_per_hour(budget, obs.month_to_date, obs.hours_left),
             reason="Suspended",
             message="scaled to zero: the model is suspended",
             meets_slo=False,
@@ -430,7 +526,8 @@ def decide(
             state=new_state,
         )
 
-    demand = planned_demand(config, obs.load)
+    # Demand history is kept without headroom: the lean plan (binding budget) and the usual one share it.
+    demand = observed_demand(config, obs.load)
     window_start = obs.now - config.scale_down_stabilization_s
     # Only with every requested replica ready: while some start, a long queue is expected.
     if current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas:
@@ -442,24 +539,30 @@ def decide(
         slack_us = 250.0 * max(0.0, config.slo_p99_ms - current.latency_p99_ms)
         queue_target = max(config.queue_time_target_us or slack_us, config.queue_time_factor * modelled_us)
         if obs.load.queue_us_per_request > queue_target:
-            demand = max(
-                demand, (state.replicas + 1) * current.throughput_per_s * config.max_utilization * 0.99
-            )
+            one_more = (state.replicas + 1) * current.throughput_per_s * config.max_utilization * 0.99
+            demand = max(demand, one_more / config.headroom)
     history = (*(h for h in state.demand_history if h[0] > window_start), (obs.now, demand))
     hold_demand = max(d for _, d in history)
     up_demand = max(d for t, d in history if t > obs.now - config.scale_up_window_s)
 
-    up = {v.name: _option(config, pools[v.pool], v, up_demand, 0) for v in variants}
-    hold = {
-        v.name: _option(config, pools[v.pool], v, hold_demand * config.scale_down_margin, 0) for v in variants
-    }
-
-    # Cheapest variant that meets the SLO at the stabilized (peak-of-window) demand.
-    meeting = [hold[v.name] for v in variants if hold[v.name].meets]
-    cheapest = (
-        min(meeting, key=lambda o: o.rate)
-        if meeting
-        else max(hold.values(), key=lambda o: o.replicas * o.variant.throughput_per_s)
+    # What meeting the SLO costs now without headroom or budget: the profile's and the pacing's measure.
+    lean = _options(config, pools, variants, up_demand, hold_demand)
+    need = lean[2].rate
+    profile = state.profile.observe(obs.now, need)
+    allowed, planned_allowed, skipped, binds, profile = _allowed(
+        config, pools, variants, budget, obs, profile, need
+    )
+    # When the monthly budget cannot pay for the forecast demand, headroom would cost hours met.
+    up, hold, cheapest = (
+        lean
+        if binds
+        else _options(
+            config,
+            pools,
+            variants,
+            up_demand * config.headroom,
+            hold_demand * config.headroom * config.scale_down_margin,
+        )
     )
 
     current_rate = _fleet_rate(pools, current, state.replicas) if current is not None else 0.0
@@ -473,6 +576,8 @@ def decide(
         choice, replicas, rate, meets, given_up = _within_budget(
             config, pools, variants, up, _Option(choice, replicas, rate, meets), planned_allowed, allowed
         )
+        if skipped is not None:
+            given_up = (skipped, *given_up)
 
     switched = current is not None and choice is not current
     keep_previous = False
@@ -498,7 +603,12 @@ def decide(
         # A new variant starts a new stabilization history.
         history = ((obs.now, demand),)
     new_state = PolicyState(
-        variant=choice.name, replicas=replicas, demand_history=history, variant_since=variant_since
+        variant=choice.name,
+        replicas=replicas,
+        demand_history=history,
+        variant_since=variant_since,
+        profile=profile,
+        budget_limited=bool(given_up),
     )
     return Decision(
         variant=choice.name,

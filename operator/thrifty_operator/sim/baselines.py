@@ -154,9 +154,14 @@ class Thrifty:
         cfg: SimConfig,
         initial_rate: float = 0.0,
         config: policy.PolicyConfig | None = None,
+        period_h: float = 720.0,
     ) -> None:
-        """Build the controller; its first decision sizes the fleet for `initial_rate` req/s."""
+        """Build the controller; its first decision sizes the fleet for `initial_rate` req/s.
+
+        `period_h` is the length of the budget period (the simulated load), for the first decision.
+        """
         self._initial_rate = initial_rate
+        self._period_h = period_h
         self.name = "thrifty"
         self._variants = tuple(variants)
         self._pools = pools
@@ -176,7 +181,9 @@ class Thrifty:
             self._pools,
             self._budget,
             self._state,
-            policy.Observation(now=0.0, load=metrics.LoadSample(request_rate=self._initial_rate)),
+            policy.Observation(
+                now=0.0, load=metrics.LoadSample(request_rate=self._initial_rate), hours_left=self._period_h
+            ),
         )
         self._state = d.state
         return Target(variant=d.variant, replicas=d.replicas)

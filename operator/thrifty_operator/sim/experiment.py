@@ -30,6 +30,7 @@ def run_all(
     pools: Mapping[str, pricing.PoolPrice],
     cfg: simulate.SimConfig,
     policies: Sequence[str] = POLICIES,
+    burn_in: npt.NDArray[np.int64] | None = None,
 ) -> dict[str, Any]:
     """Run the policies on one load.
 
@@ -39,6 +40,9 @@ def run_all(
         pools: Pool catalogue.
         cfg: Simulation settings (budget already pro-rated to the period).
         policies: Names from `POLICIES`.
+        burn_in: Load every dynamic policy replays first, unmeasured (`simulate.run`): the day
+            before a multi-day load, or the head of a short trace; None starts them cold, sized for
+            the mean rate of the first 5 minutes.
 
     Returns:
         {"policies": {name: metrics}, "load": {...}} with per-minute series for the plot.
@@ -50,9 +54,9 @@ def run_all(
     w = cfg.window_s
     minutes = n // w
     per_minute = counts[: minutes * w].reshape(minutes, w).mean(axis=1)
-    # Dynamic policies start warm, sized for the mean rate of the first 5 minutes, as if they had been
-    # running before the trace began.
-    initial_rate = float(counts[:300].mean()) if len(counts) else 0.0
+    # Dynamic policies start sized for the mean rate of the first 5 minutes of what they replay first.
+    first = counts if burn_in is None else burn_in
+    initial_rate = float(first[:300].mean()) if len(first) else 0.0
     results: dict[str, Any] = {}
     o1 = oracle.cheapest(
         counts, variants, pools, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas, cfg.max_replicas
@@ -64,7 +68,7 @@ def run_all(
     for name in policies:
         controller: simulate.Controller
         if name == "thrifty":
-            controller = baselines.Thrifty(variants, pools, cfg, initial_rate=initial_rate)
+            controller = baselines.Thrifty(variants, pools, cfg, initial_rate=initial_rate, period_h=period_h)
         elif name == "static-peak":
             # Cheapest variant for the peak window's need, capped by the budget.
             best: tuple[float, str, int] | None = None
@@ -106,7 +110,7 @@ def run_all(
             continue
         else:
             raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
-        r = simulate.run(controller, counts, variants, pools, cfg)
+        r = simulate.run(controller, counts, variants, pools, cfg, burn_in=burn_in)
         results[name] = dataclasses.asdict(r)
     return {
         "policies": results,

@@ -7,10 +7,16 @@ late, a second with `a` arrivals on `c` ready replicas having `queueing.late_fra
   (variant, replicas) per window. It is feasible: an added replica is billed for its pool's start-up
   time before it serves (the oracle launches it early), a switched-away variant keeps serving (and is
   billed) during the new one's start-up. No backlog, no billing minimum within a 60-s window.
-* O2 (`best_within_budget`): the most SLO-met windows within the budget, ignoring start-up billing
-  (an upper bound). Every window runs at least the cheapest `min_replicas` fleet; meeting window w costs
-  `extra_w` more. An hourly cap forbids meeting windows whose rate exceeds it; the period cap is a
-  knapsack with unit values, solved exactly by taking the cheapest extras first.
+* O2 (`best_within_budget`): the most SLO-met windows within the budget, as a feasible plan under the
+  same billing as O1 (start-up billed, whole nodes). Lagrangian relaxation: for a price `lam` per
+  unit of money, dynamic programming over the same fleets maximizes `windows met - lam * cost`; `lam`
+  is bisected to the cheapest price whose plan fits the period cap. An hourly cap forbids fleets whose
+  rate exceeds it. The plan is within the budget by construction; it can miss the true optimum by what
+  the relaxation's duality gap leaves, which `budget_upper_bound` brackets.
+* `budget_upper_bound`: an upper bound on any plan's SLO-met windows within the budget, ignoring
+  start-up billing: every window runs at least the cheapest `min_replicas` fleet, meeting window w
+  costs `extra_w` more, and the period cap is a knapsack with unit values, solved exactly by taking
+  the cheapest extras first.
 """
 
 from __future__ import annotations
@@ -136,6 +142,72 @@ def _unit(pools: Mapping[str, pricing.PoolPrice], v: policy.Variant) -> float:
     return pool.price_per_hour / pricing.replicas_per_node(pool, v.request)
 
 
+@dataclasses.dataclass(frozen=True)
+class _States:
+    """Fleets an oracle may run: (variant index, replicas), with their rates and switching costs."""
+
+    states: list[tuple[int, int]]
+    rate: npt.NDArray[np.float64]
+    trans: npt.NDArray[np.float64]
+    variant: npt.NDArray[np.int64]
+    replicas: npt.NDArray[np.int64]
+
+
+def _state_space(
+    needs: Sequence[npt.NDArray[np.int64]],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    min_replicas: int,
+) -> _States:
+    """(variant, replicas) up to each variant's largest need. Moving from one fleet to another bills
+    each added replica for its pool's start-up time before it serves; a switched-away variant keeps
+    serving (and is billed) during the new one's start-up."""
+    states: list[tuple[int, int]] = []
+    for i, nd in enumerate(needs):
+        top = max(min_replicas, int(nd.max()))
+        states.extend((i, k) for k in range(min_replicas, top + 1))
+    size = len(states)
+    rate = np.array(
+        [pricing.fleet_price_per_hour(pools[variants[i].pool], variants[i].request, k) for i, k in states]
+    )
+    trans = np.zeros((size, size))
+    for a, (i, k) in enumerate(states):
+        for b, (j, m) in enumerate(states):
+            vj = variants[j]
+            start_h = pools[vj.pool].startup_s / 3600
+            if i == j:
+                trans[a, b] = max(0, m - k) * _unit(pools, vj) * start_h
+            else:
+                trans[a, b] = (m * _unit(pools, vj) + k * _unit(pools, variants[i])) * start_h
+    return _States(
+        states=states,
+        rate=rate,
+        trans=trans,
+        variant=np.array([i for i, _ in states]),
+        replicas=np.array([k for _, k in states]),
+    )
+
+
+def _meets(space: _States, needs: Sequence[npt.NDArray[np.int64]], w: int) -> npt.NDArray[np.bool_]:
+    """Which fleets meet window w's SLO."""
+    need_w = np.array([nd[w] for nd in needs])[space.variant]
+    met: npt.NDArray[np.bool_] = (space.replicas >= need_w) & (need_w >= 0)
+    return met
+
+
+def _backtrack(back: npt.NDArray[np.int64], last: int) -> list[int]:
+    path = [last]
+    for w in range(len(back) - 1, 0, -1):
+        path.append(int(back[w][path[-1]]))
+    path.reverse()
+    return path
+
+
+def _plan_cost(space: _States, path: Sequence[int], window_s: int) -> float:
+    run = float(space.rate[list(path)].sum()) * window_s / 3600
+    return run + sum(float(space.trans[a, b]) for a, b in itertools.pairwise(path))
+
+
 def cheapest(
     counts: npt.NDArray[np.int64],
     variants: Sequence[policy.Variant],
@@ -165,59 +237,37 @@ def cheapest(
         window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
     ]
     n_windows = len(needs[0])
-    # States: (variant, replicas) up to the variant's largest need.
-    states: list[tuple[int, int]] = []
-    for i, nd in enumerate(needs):
-        top = max(min_replicas, int(nd.max()))
-        states.extend((i, k) for k in range(min_replicas, top + 1))
-    size = len(states)
-    rate = np.array(
-        [pricing.fleet_price_per_hour(pools[variants[i].pool], variants[i].request, k) for i, k in states]
-    )
-    trans = np.zeros((size, size))
-    for a, (i, k) in enumerate(states):
-        for b, (j, m) in enumerate(states):
-            vj = variants[j]
-            start_h = pools[vj.pool].startup_s / 3600
-            if i == j:
-                trans[a, b] = max(0, m - k) * _unit(pools, vj) * start_h
-            else:
-                trans[a, b] = (m * _unit(pools, vj) + k * _unit(pools, variants[i])) * start_h
-    state_v = np.array([i for i, _ in states])
-    state_k = np.array([k for _, k in states])
+    space = _state_space(needs, variants, pools, min_replicas)
+    size = len(space.states)
     # A window no variant can meet runs the most capacity of any variant instead.
     all_bad = np.all([nd < 0 for nd in needs], axis=0)
     value = np.zeros(size)
     back = np.zeros((n_windows, size), dtype=np.int64)
     for w in range(n_windows):
-        need_w = np.array([needs[i][w] for i in range(len(variants))])[state_v]
-        feasible = (state_k >= need_w) & (need_w >= 0)
+        feasible = _meets(space, needs, w)
         if all_bad[w]:
-            feasible = state_k == state_k.max()
-        cost_w = np.where(feasible, rate * window_s / 3600, np.inf)
+            feasible = space.replicas == space.replicas.max()
+        cost_w = np.where(feasible, space.rate * window_s / 3600, np.inf)
         if w == 0:
             value = cost_w
             continue
-        total = value[:, None] + trans
+        total = value[:, None] + space.trans
         back[w] = np.argmin(total, axis=0)
         value = total[back[w], np.arange(size)] + cost_w
-    path = [int(np.argmin(value))]
-    for w in range(n_windows - 1, 0, -1):
-        path.append(int(back[w][path[-1]]))
-    path.reverse()
+    path = _backtrack(back, int(np.argmin(value)))
     eligible = _eligible(counts, window_s, min_requests)
     met = eligible & ~all_bad
     return Plan(
         name="oracle",
-        variant=tuple(variants[states[p][0]].name for p in path),
-        replicas=tuple(states[p][1] for p in path),
+        variant=tuple(variants[space.states[p][0]].name for p in path),
+        replicas=tuple(space.states[p][1] for p in path),
         total_cost=float(value.min()),
         slo_attainment=float(met.sum() / eligible.sum()) if eligible.any() else 1.0,
         scaling_actions=sum(1 for a, b in itertools.pairwise(path) if a != b),
     )
 
 
-def best_within_budget(
+def budget_upper_bound(
     counts: npt.NDArray[np.int64],
     variants: Sequence[policy.Variant],
     pools: Mapping[str, pricing.PoolPrice],
@@ -228,7 +278,7 @@ def best_within_budget(
     min_replicas: int = 1,
     max_replicas: int = 100,
 ) -> Plan:
-    """O2: the most SLO-met windows within the budget.
+    """Upper bound on SLO-met windows within the budget (start-up billing ignored).
 
     Args:
         counts: Requests per second.
@@ -272,11 +322,123 @@ def best_within_budget(
     plan = [best[w] if chosen[w] else (floor_v.name, min_replicas) for w in range(n_windows)]
     by_name = {v.name: v for v in variants}
     return Plan(
-        name="oracle-budget",
+        name="oracle-budget-bound",
         variant=tuple(p[0] for p in plan),
         replicas=tuple(p[1] for p in plan),
         total_cost=base + float(extra[chosen].sum()),
         slo_attainment=float((chosen & eligible).sum() / eligible.sum()) if eligible.any() else 1.0,
         scaling_actions=sum(1 for a, b in itertools.pairwise(plan) if a != b),
+        request_slo_share=request_slo_share(counts, [(by_name[n], k) for n, k in plan], slo_ms, window_s),
+    )
+
+
+def _fill(
+    space: _States,
+    met: npt.NDArray[np.float64],
+    within: list[int],
+    over: list[int],
+    cap: float,
+    window_s: int,
+    segment: int = 60,
+) -> list[int]:
+    """Close the Lagrangian's duality gap: take the over-budget plan's fleets hour by hour, best
+    windows gained per money first, while the exact cost stays within the cap."""
+    n = len(within)
+    gains = []
+    for start in range(0, n, segment):
+        stop = min(n, start + segment)
+        trial = within[:start] + over[start:stop] + within[stop:]
+        gained = float(met[np.arange(start, stop), over[start:stop]].sum())
+        gained -= float(met[np.arange(start, stop), within[start:stop]].sum())
+        extra = _plan_cost(space, trial, window_s) - _plan_cost(space, within, window_s)
+        if gained > 0:
+            gains.append((gained / max(extra, 1e-12), start, stop))
+    path = list(within)
+    for _, start, stop in sorted(gains, reverse=True):
+        trial = path[:start] + over[start:stop] + path[stop:]
+        if _plan_cost(space, trial, window_s) <= cap:
+            path = trial
+    return path
+
+
+def best_within_budget(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    budget: budgets.Budget,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+    iterations: int = 40,
+) -> Plan:
+    """O2: the most SLO-met windows a feasible plan buys within the budget (Lagrangian DP).
+
+    Args:
+        counts: Requests per second.
+        variants: Variants.
+        pools: Pool catalogue.
+        slo_ms: p99 target.
+        budget: Caps (`per_month` for the whole period).
+        window_s: Window length.
+        min_requests: Eligibility threshold.
+        min_replicas: Floor.
+        max_replicas: Ceiling.
+        iterations: Bisection steps on the price of money.
+
+    Returns:
+        The plan.
+    """
+    needs = [
+        window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
+    ]
+    n_windows = len(needs[0])
+    space = _state_space(needs, variants, pools, min_replicas)
+    size = len(space.states)
+    eligible = _eligible(counts, window_s, min_requests)
+    hour_cap = budget.per_hour if budget.per_hour is not None else math.inf
+    allowed = space.rate <= hour_cap * (1 + 1e-9)
+    if not allowed.any():
+        allowed = space.rate == space.rate.min()
+    met = np.array([_meets(space, needs, w) & eligible[w] for w in range(n_windows)], dtype=np.float64)
+    run_cost = space.rate * window_s / 3600
+
+    def solve(lam: float) -> list[int]:
+        value = np.where(allowed, met[0] - lam * run_cost, -np.inf)
+        back = np.zeros((n_windows, size), dtype=np.int64)
+        for w in range(1, n_windows):
+            total = value[:, None] - lam * space.trans
+            back[w] = np.argmax(total, axis=0)
+            value = total[back[w], np.arange(size)] + np.where(allowed, met[w] - lam * run_cost, -np.inf)
+        return _backtrack(back, int(np.argmax(value)))
+
+    # Rounding must not make the exact O1 plan look over a budget of exactly its cost.
+    cap = budget.per_month * (1 + 1e-9) if budget.per_month is not None else math.inf
+    # The price of money: 0 meets what the fleets can; a price so high that one window's worth of the
+    # dearest fleet outweighs a met window gives the cheapest plan.
+    lo, hi = 0.0, 2.0 / max(float(run_cost.min()), 1e-12)
+    path = solve(lo)
+    if _plan_cost(space, path, window_s) > cap:
+        over = path
+        path = solve(hi)
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            candidate = solve(mid)
+            if _plan_cost(space, candidate, window_s) <= cap:
+                hi, path = mid, candidate
+            else:
+                lo, over = mid, candidate
+        path = _fill(space, met, path, over, cap, window_s)
+    plan_met = met[np.arange(n_windows), path].astype(bool)
+    by_name = {v.name: v for v in variants}
+    plan = [(variants[space.states[p][0]].name, space.states[p][1]) for p in path]
+    return Plan(
+        name="oracle-budget",
+        variant=tuple(p[0] for p in plan),
+        replicas=tuple(p[1] for p in plan),
+        total_cost=_plan_cost(space, path, window_s),
+        slo_attainment=float((plan_met & eligible).sum() / eligible.sum()) if eligible.any() else 1.0,
+        scaling_actions=sum(1 for a, b in itertools.pairwise(path) if a != b),
         request_slo_share=request_slo_share(counts, [(by_name[n], k) for n, k in plan], slo_ms, window_s),
     )

@@ -197,12 +197,14 @@ class _Fleet:
         pools: Mapping[str, pricing.PoolPrice],
         spend: npt.NDArray[np.float64],
         billing_minimum_s: float,
+        offset: int = 0,
     ) -> None:
         self.by_name = {v.name: v for v in variants}
         self.pools = pools
         self.reps: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
         self.spend = spend
         self.billing_minimum_s = billing_minimum_s
+        self.offset = offset  # index of time 0 in `spend`
         self.cold_starts = 0
 
     def ready(self, name: str, now: float) -> int:
@@ -225,7 +227,7 @@ class _Fleet:
             age = now - launch
             if age < self.billing_minimum_s:
                 # Billed for at least the minimum: charge the rest now.
-                idx = min(int(now), len(self.spend) - 1)
+                idx = min(int(now) + self.offset, len(self.spend) - 1)
                 self.spend[idx] += (
                     (self.billing_minimum_s - age) * self._unit_price(self.by_name[name]) / 3600
                 )
@@ -256,12 +258,68 @@ class _Fleet:
         return main, cap
 
 
+class _Queue:
+    """The serving pool's queue and Triton's cumulative counters."""
+
+    def __init__(self) -> None:
+        self.backlog = self.success = self.queue_us = self.duration_us = self.rejected = 0.0
+
+    def serve(self, a: int, main: policy.Variant | None, cap: float, cfg: SimConfig) -> tuple[float, float]:
+        """Serve one second with `a` arrivals; returns (late share of them, requests rejected)."""
+        if main is None:
+            self.backlog += a
+            late = 1.0 if a else 0.0
+            served = wait = 0.0
+            limit = a * cfg.max_queue_s
+        else:
+            servers = max(1, round(cap / main.throughput_per_s))
+            carried_ms = 1000.0 * self.backlog / cap
+            total = self.backlog + a
+            served = min(total, cap)
+            self.backlog = total - served
+            mu, p99 = main.throughput_per_s, main.latency_p99_ms
+            if a < cap:
+                if carried_ms:
+                    late = queueing.late_fraction(a, servers, mu, p99, cfg.slo_ms, carried_ms)
+                else:
+                    late = _late(a, servers, mu, p99, cfg.slo_ms)
+                wait = _mean_wait(a, servers, mu) + carried_ms
+            else:
+                # At or above capacity M/M/c is unstable: the second's requests are late.
+                late = 1.0
+                wait = 1000.0 * self.backlog / cap
+            self.duration_us += served * (main.latency_p50_ms + wait) * 1000
+            limit = cap * cfg.max_queue_s
+        dropped = 0.0
+        if self.backlog > limit:
+            dropped = self.backlog - limit
+            self.backlog = limit
+            self.rejected += dropped
+            if a:
+                late = min(1.0, late + dropped / a)
+        self.success += served
+        self.queue_us += served * wait * 1000
+        return late, dropped
+
+    def counters(self, timestamp: float) -> metrics.TritonCounters:
+        """What a scrape of Triton's metrics would read now."""
+        return metrics.TritonCounters(
+            timestamp=timestamp,
+            request_success=self.success,
+            queue_duration_us=self.queue_us,
+            request_duration_us=self.duration_us,
+            pending=self.backlog,
+            rejected=self.rejected,
+        )
+
+
 def run(
     controller: Controller,
     counts: npt.NDArray[np.int64],
     variants: Sequence[policy.Variant],
     pools: Mapping[str, pricing.PoolPrice],
     cfg: SimConfig,
+    burn_in: npt.NDArray[np.int64] | None = None,
 ) -> RunResult:
     """Replay `counts` against `controller`.
 
@@ -271,40 +329,54 @@ def run(
         variants: Variants the controller may name.
         pools: Pool catalogue.
         cfg: Settings.
+        burn_in: Load replayed first and not measured, so that the measured replay starts from the
+            fleet and memory the policy reaches on such load rather than from its initial fleet. Its
+            clock ends at 0 (a whole number of days keeps the time of day). The period budget starts
+            afresh after it (a new month).
 
     Returns:
-        The run's metrics.
+        The run's metrics (of `counts` alone).
     """
+    prefix = np.zeros(0, dtype=np.int64) if burn_in is None else burn_in
+    offset = len(prefix)
+    load = np.concatenate((prefix, counts))
+    total_n = len(load)
     n = len(counts)
     period_h = n / 3600
-    spend = np.zeros(n)
-    late = np.zeros(n)
-    replicas_series = np.zeros(n)
-    fleet = _Fleet(variants, pools, spend, cfg.billing_minimum_s)
+    spend_all = np.zeros(total_n)
+    late_all = np.zeros(total_n)
+    replicas_all = np.zeros(total_n)
+    fleet = _Fleet(variants, pools, spend_all, cfg.billing_minimum_s, offset)
     target = controller.initial()
     fleet.reps[target.variant] = [(-1e9, -1e9)] * target.replicas
     variant_seconds = dict.fromkeys(fleet.by_name, 0.0)
     draining = False  # other variants serve until `target` is ready
-    backlog = success = queue_us = duration_us = rejected = 0.0
+    queue = _Queue()
     snaps: list[metrics.TritonCounters] = []
     actions = limited = 0
     spent = 0.0
+    rejected_measured = 0.0
+    cold_at_start = 0
 
-    for s in range(n):
-        now = float(s)
+    for s in range(total_n):
+        now = float(s - offset)
+        measured = s >= offset
+        if s == offset:
+            cold_at_start = fleet.cold_starts
         if s % cfg.sync_s == 0 and s >= cfg.metrics_window_s:
-            load = metrics.load_between(snaps[s - cfg.metrics_window_s], snaps[-1])
+            observed = metrics.load_between(snaps[s - cfg.metrics_window_s], snaps[-1])
             view = View(
                 now=now,
-                load=load,
+                load=observed,
                 ready=fleet.ready(target.variant, now),
                 spent=spent,
-                hours_left=max(period_h - now / 3600, 1e-6),
+                hours_left=max(period_h - max(0.0, now) / 3600, 1e-6),
             )
             new = controller.step(view)
-            limited += bool(getattr(controller, "last_limited", False))
-            if (new.variant, new.replicas) != (target.variant, target.replicas):
-                actions += 1
+            if measured:
+                limited += bool(getattr(controller, "last_limited", False))
+                if (new.variant, new.replicas) != (target.variant, target.replicas):
+                    actions += 1
             fleet.scale(new.variant, new.replicas, now)
             if new.variant != target.variant:
                 draining = new.keep_previous
@@ -316,58 +388,22 @@ def run(
             draining = False
 
         rate_h = fleet.rate_per_hour()
-        spend[s] += rate_h / 3600
-        spent += float(spend[s])
-        for name, reps in fleet.reps.items():
-            variant_seconds[name] += len(reps)
-            replicas_series[s] += len(reps)
+        spend_all[s] += rate_h / 3600
+        if measured:
+            spent += float(spend_all[s])
+            for name, reps in fleet.reps.items():
+                variant_seconds[name] += len(reps)
+                replicas_all[s] += len(reps)
 
-        a = int(counts[s])
         main, cap = fleet.serving(now)
-        if main is None:
-            backlog += a
-            late[s] = 1.0 if a else 0.0
-            served = wait = 0.0
-            limit = a * cfg.max_queue_s
-        else:
-            servers = max(1, round(cap / main.throughput_per_s))
-            carried_ms = 1000.0 * backlog / cap
-            total = backlog + a
-            served = min(total, cap)
-            backlog = total - served
-            if a < cap:
-                if carried_ms:
-                    late[s] = queueing.late_fraction(
-                        a, servers, main.throughput_per_s, main.latency_p99_ms, cfg.slo_ms, carried_ms
-                    )
-                else:
-                    late[s] = _late(a, servers, main.throughput_per_s, main.latency_p99_ms, cfg.slo_ms)
-                wait = _mean_wait(a, servers, main.throughput_per_s) + carried_ms
-            else:
-                # At or above capacity M/M/c is unstable: the second's requests are late.
-                late[s] = 1.0
-                wait = 1000.0 * backlog / cap
-            duration_us += served * (main.latency_p50_ms + wait) * 1000
-            limit = cap * cfg.max_queue_s
-        if backlog > limit:
-            dropped = backlog - limit
-            backlog = limit
-            rejected += dropped
-            if a:
-                late[s] = min(1.0, late[s] + dropped / a)
-        success += served
-        queue_us += served * wait * 1000
-        snaps.append(
-            metrics.TritonCounters(
-                timestamp=now + 1,
-                request_success=success,
-                queue_duration_us=queue_us,
-                request_duration_us=duration_us,
-                pending=backlog,
-                rejected=rejected,
-            )
-        )
+        late_all[s], dropped = queue.serve(int(load[s]), main, cap, cfg)
+        if measured:
+            rejected_measured += dropped
+        snaps.append(queue.counters(now + 1))
 
+    spend = spend_all[offset:]
+    late = late_all[offset:]
+    replicas_series = replicas_all[offset:]
     attainment, eligible, _ = window_attainment(counts, late, cfg.window_s, cfg.min_window_requests)
     overrun, windows = rolling_overrun(spend, cfg.budget)
     total_cost = float(spend.sum())
@@ -383,7 +419,7 @@ def run(
         request_slo_share=1.0 - float((counts * late).sum()) / max(1, int(counts.sum())),
         eligible_windows=eligible,
         scaling_actions=actions,
-        cold_starts=fleet.cold_starts,
+        cold_starts=fleet.cold_starts - cold_at_start,
         mean_replicas=float(replicas_series.mean()),
         replicas_per_minute=[
             float(x) for x in replicas_series[: minutes * 60].reshape(minutes, 60).mean(axis=1)
@@ -391,5 +427,5 @@ def run(
         cumulative_spend_per_minute=[float(cum[min(n - 1, (m + 1) * 60 - 1)]) for m in range(minutes)],
         variant_seconds=variant_seconds,
         budget_limited_syncs=limited,
-        rejected_requests=rejected,
+        rejected_requests=rejected_measured,
     )

@@ -1,6 +1,8 @@
 """Scaling policy, state in and state out."""
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -167,12 +169,58 @@ def test_budget_never_goes_below_min_replicas() -> None:
     assert d.variant == "onnx-int8"  # the cheapest floor
 
 
-def test_monthly_budget_paces_the_remaining_budget() -> None:
-    budget = budgets.Budget(per_month=100.0)
-    # 10 spent, 90 left over 100 h: at most 0.9/h.
-    d = decide(2000, policy.PolicyState(), 0, budget=budget, spent=10.0, hours_left=100.0)
-    assert d.allowed_rate_per_hour == pytest.approx(0.9)
-    assert d.rate_per_hour <= 0.9
+def _learned_day(rate_at: Callable[[float], float]) -> policy.PolicyState:
+    """State after a day of decisions every 5 minutes at `rate_at(hour)` without a budget."""
+    state = policy.PolicyState()
+    for t in range(0, 86_400 + 1, 300):
+        state = decide(rate_at((t % 86_400) / 3600), state, float(t)).state
+    return state
+
+
+def _day(hour: float) -> float:
+    return 1500.0 if 12 <= hour < 18 else 100.0
+
+
+def test_monthly_budget_gives_the_peak_up_and_meets_the_nights() -> None:
+    state = _learned_day(_day)
+    needs = state.profile.needs
+    assert all(n is not None for n in needs)
+    floor = policy.floor_rate(CONFIG, POOLS, VARIANTS)[1]
+    night_need, peak_need = needs[0], needs[14 * 4]
+    assert night_need is not None and peak_need is not None and night_need < peak_need
+    # From 14:00 on day 2 to the end of day 3: 24 night hours and 10 peak hours. The money left pays
+    # the floor throughout and the nights above it, not the peaks.
+    hours_left = 34.0
+    budget = budgets.Budget(per_month=floor * hours_left + 24 * (night_need - floor) * 1.05)
+    now = 86_400.0 + 14 * 3600
+    peak = decide(1500, state, now, budget=budget, hours_left=hours_left)
+    assert [g.reason for g in peak.given_up][:1] == ["PeakGivenUp"]
+    assert "\n" not in peak.given_up[0].message
+    assert peak.rate_per_hour <= floor
+    assert peak.replicas >= CONFIG.min_replicas
+    # The slot's verdict holds: a quieter minute in the same slot is still given up.
+    assert decide(200, peak.state, now + 60, budget=budget, hours_left=hours_left).budget_limited
+    night = decide(100, peak.state, now + 9 * 3600, budget=budget, hours_left=hours_left - 9)
+    assert night.meets_slo
+    assert not night.budget_limited
+
+
+def test_binding_monthly_budget_plans_without_headroom() -> None:
+    state = decide(1000, policy.PolicyState(), 0, variants=(GPU,)).state
+    free = decide(1000, state, 15, variants=(GPU,))
+    tight = decide(1000, state, 15, variants=(GPU,), budget=budgets.Budget(per_month=600.0), hours_left=720)
+    assert tight.replicas < free.replicas
+    assert tight.meets_slo
+    assert queueing.p99_latency_ms(1000, tight.replicas, 600, 14) <= 50
+
+
+def test_variant_the_budget_forced_is_not_held() -> None:
+    # The budget forced CPU INT8 a minute ago; at a load where the GPU is cheaper the choice is free.
+    forced = policy.PolicyState(variant="onnx-int8", replicas=2, variant_since=0, budget_limited=True)
+    d = decide(1500, forced, 60)
+    assert (d.variant, d.reason) == ("tensorrt-fp16", "VariantSwitched")
+    held = dataclasses.replace(forced, budget_limited=False)
+    assert decide(1500, held, 60).variant == "onnx-int8"
 
 
 def test_namespace_share_combined_with_own_budget_caps_each_model() -> None:

@@ -126,6 +126,30 @@ def test_budget_oracle_meets_no_more_windows_than_cost_oracle(
     )
     assert o2.total_cost <= o1.total_cost * 0.5 + 1e-9
     assert o2.slo_attainment < o1.slo_attainment == 1.0
+    bound = oracle.budget_upper_bound(
+        counts, capacity.variants, pools, 50, budgets.Budget(per_month=o1.total_cost * 0.5)
+    )
+    assert o2.slo_attainment <= bound.slo_attainment
+    # With O1's money the budget oracle meets (nearly) every window too.
+    rich = oracle.best_within_budget(
+        counts, capacity.variants, pools, 50, budgets.Budget(per_month=o1.total_cost)
+    )
+    assert rich.slo_attainment >= 0.99
+    assert rich.total_cost <= o1.total_cost + 1e-9
+
+
+def test_burn_in_is_replayed_but_not_measured(model: tuple[dict, catalog.CapacityModel]) -> None:
+    pools, capacity = model
+    counts = generator.diurnal(1 / 24, 100.0, seed=5)
+    cfg = simulate.SimConfig(slo_ms=50)
+    static = baselines.StaticPeak("onnx-int8", 4)
+    busy = np.full(1800, 2000, dtype=np.int64)  # would overload four CPU replicas
+    r = simulate.run(static, counts, capacity.variants, pools, cfg, burn_in=busy)
+    assert r.total_cost == pytest.approx(2 * 0.1785)  # two c7i nodes for one measured hour
+    assert r.scaling_actions == 0
+    # The overload spilled into the measured hour as backlog, never as cost.
+    plain = simulate.run(static, counts, capacity.variants, pools, cfg)
+    assert plain.total_cost == pytest.approx(r.total_cost)
 
 
 def test_capacity_is_read_from_a_converter_report(tmp_path: Path) -> None:
@@ -191,7 +215,32 @@ def test_thrifty_never_overruns_random_budgets(seed: int, model: tuple[dict, cat
     per_month = float(rng.uniform(0.2, 3.0)) * 730
     budget = experiment.period_budget(per_hour, per_month, len(counts))
     cfg = simulate.SimConfig(slo_ms=50, budget=budget)
-    controller = baselines.Thrifty(capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()))
+    controller = baselines.Thrifty(
+        capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()), period_h=len(counts) / 3600
+    )
     result = simulate.run(controller, counts, capacity.variants, pools, cfg)
     assert result.budget_overrun == 0, (per_hour, per_month)
     assert result.budget_overrun_windows == 0
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23, 24])
+def test_thrifty_never_overruns_a_binding_monthly_budget_under_surprise_bursts(
+    seed: int, model: tuple[dict, catalog.CapacityModel]
+) -> None:
+    """The monthly pacing spends ahead on forecasts; bursts of twice the load must not make it overrun."""
+    pools, capacity = model
+    rng = np.random.default_rng(seed)
+    counts = generator.diurnal(
+        0.5, float(rng.uniform(100, 800)), 3.0, 24.0, burst_multiplier=(1.8, 2.2), seed=seed
+    )
+    o1 = oracle.cheapest(counts, capacity.variants, pools, 50)
+    budget = budgets.Budget(per_month=float(rng.uniform(0.5, 1.0)) * o1.total_cost)
+    cfg = simulate.SimConfig(slo_ms=50, budget=budget)
+    controller = baselines.Thrifty(
+        capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()), period_h=len(counts) / 3600
+    )
+    burn_in = generator.diurnal(0.5, float(counts.mean()), 3.0, seed=seed + 100)
+    result = simulate.run(controller, counts, capacity.variants, pools, cfg, burn_in=burn_in)
+    assert result.budget_overrun == 0, budget
+    assert result.total_cost <= budget.per_month
+    assert result.budget_limited_syncs > 0  # the budget did bind

@@ -1,0 +1,138 @@
+"""Monthly pacing: the demand profile, the threshold and the allowance, state in and state out."""
+
+import json
+import math
+
+import pytest
+
+from thrifty_operator.cost import pacing
+
+DAY = 86_400.0
+NIGHT, PEAK = 0.2, 1.0  # billed rate per hour needed at night and at the peak
+FLOOR = 0.1
+
+
+def _day_profile() -> pacing.DemandProfile:
+    """A profile learned over one day: PEAK from 12:00 to 18:00 UTC, NIGHT otherwise."""
+    profile = pacing.DemandProfile()
+    for t in range(0, int(DAY) + 1, 60):
+        hour = (t % DAY) / 3600
+        profile = profile.observe(float(t), PEAK if 12 <= hour < 18 else NIGHT)
+    return profile
+
+
+def test_profile_folds_each_finished_slot_into_its_slot_of_the_day() -> None:
+    profile = pacing.DemandProfile()
+    for t in range(0, 900, 15):
+        profile = profile.observe(float(t), 1.0 if t < 450 else 3.0)
+    assert profile.needs[0] is None  # the slot is still being accumulated
+    profile = profile.observe(900.0, 5.0)
+    assert profile.needs[0] == pytest.approx(2.0)  # the mean of the finished slot
+    # The same slot a day later moves halfway (day weight 0.5) to the new day's mean.
+    profile = profile.observe(DAY, 4.0).observe(DAY + 900, 0.0)
+    assert profile.needs[0] == pytest.approx(3.0)
+    assert profile.needs[1] == pytest.approx(5.0)
+    assert profile.forecast(DAY + 100) == pytest.approx(3.0)
+
+
+def test_profile_round_trips_through_status_and_rejects_garbage() -> None:
+    profile = _day_profile()
+    raw = json.loads(json.dumps(profile.to_status(), allow_nan=False))
+    back = pacing.DemandProfile.from_status(raw)
+    assert back.to_status() == raw
+    assert back.needs == pytest.approx(profile.needs)
+    assert pacing.DemandProfile.from_status({"needs": [1.0, 2.0]}) == pacing.DemandProfile()
+    assert pacing.DemandProfile.from_status({"needs": ["x"] * 96}) == pacing.DemandProfile()
+    assert pacing.DemandProfile.from_status(None) == pacing.DemandProfile()
+
+
+def test_threshold_meets_the_cheapest_slots_first() -> None:
+    slots = [(PEAK, 6.0), (NIGHT, 18.0)]
+    # Money for the nights' extra (0.1 * 18 = 1.8) but not also the peak's (0.9 * 6 = 5.4).
+    assert pacing.threshold(slots, 2.0, FLOOR) == NIGHT
+    assert pacing.threshold(slots, 7.2, FLOOR) == math.inf
+    assert pacing.threshold(slots, 1.0, FLOOR) == -math.inf
+    # A slot above an hourly ceiling cannot be met, however much money is left.
+    assert pacing.threshold(slots, 100.0, FLOOR, ceiling=0.5) == NIGHT
+
+
+def test_allowance_gives_the_peak_up_and_keeps_money_for_the_nights() -> None:
+    profile = _day_profile()
+    hours_left = 48.0
+    # 48 h from 14:00: 36 night hours cost 3.6 above the floor, 12 peak hours 10.8; 3.7 pays the nights.
+    remaining = FLOOR * hours_left + 3.7
+    peak_now = 2 * DAY + 14 * 3600.0
+    observed = profile.observe(peak_now, PEAK)
+    peak, judged = pacing.monthly_allowance(
+        remaining=remaining,
+        hours_left=hours_left,
+        floor_per_hour=FLOOR,
+        need_per_hour=PEAK,
+        profile=observed,
+        now=peak_now,
+        commitment_h=120 / 3600,
+    )
+    assert peak.skipped
+    assert peak.rate_per_hour == FLOOR
+    assert peak.threshold_per_hour == pytest.approx(NIGHT)
+    assert judged.given_up is True
+    night_now = 2 * DAY + 3 * 3600.0
+    night, _ = pacing.monthly_allowance(
+        remaining=remaining,
+        hours_left=hours_left,
+        floor_per_hour=FLOOR,
+        need_per_hour=NIGHT,
+        profile=profile.observe(night_now, NIGHT),
+        now=night_now,
+        commitment_h=120 / 3600,
+    )
+    assert not night.skipped
+    # The hard cap: running it for the commitment time still leaves the floor for every hour left.
+    spare = remaining - FLOOR * hours_left
+    assert (night.rate_per_hour - FLOOR) * 120 / 3600 == pytest.approx(spare)
+
+
+def test_verdict_holds_for_the_whole_slot() -> None:
+    now = 2 * DAY + 14 * 3600.0
+    profile = _day_profile().observe(now, PEAK)
+    args = {"remaining": 8.5, "hours_left": 48.0, "floor_per_hour": FLOOR, "commitment_h": 1 / 30}
+    first, judged = pacing.monthly_allowance(need_per_hour=PEAK, profile=profile, now=now, **args)
+    assert first.skipped
+    # Later in the same slot the need dips and money looks plentiful: the verdict stands.
+    later = judged.observe(now + 60, NIGHT)
+    again, _ = pacing.monthly_allowance(
+        need_per_hour=NIGHT, profile=later, now=now + 60, **(args | {"remaining": 50.0})
+    )
+    assert again.skipped
+    # A new slot is judged afresh.
+    fresh = later.observe(now + 900, NIGHT)
+    assert fresh.given_up is None
+
+
+def test_allowance_without_money_for_the_floor_paces_what_is_left() -> None:
+    a, _ = pacing.monthly_allowance(
+        remaining=1.0,
+        hours_left=20.0,
+        floor_per_hour=FLOOR,
+        need_per_hour=PEAK,
+        profile=pacing.DemandProfile(),
+        now=0.0,
+        commitment_h=1 / 30,
+    )
+    assert a.skipped
+    assert a.rate_per_hour == pytest.approx(0.05)
+
+
+def test_unseen_slots_are_forecast_at_the_current_need() -> None:
+    # Without history every slot costs what now costs: the month is paid as long as money lasts.
+    a, _ = pacing.monthly_allowance(
+        remaining=FLOOR * 10 + 0.5,
+        hours_left=10.0,
+        floor_per_hour=FLOOR,
+        need_per_hour=PEAK,
+        profile=pacing.DemandProfile().observe(0.0, PEAK),
+        now=0.0,
+        commitment_h=1 / 30,
+    )
+    assert not a.skipped
+    assert a.threshold_per_hour == PEAK
