@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=2.0, help="generator: length in days")
     p.add_argument("--mean-rps", type=float, default=300.0, help="generator: mean requests/s")
     p.add_argument("--peak-to-mean", type=float, default=2.5, help="generator: diurnal peak/mean")
+    p.add_argument(
+        "--burn-in",
+        type=int,
+        help="seconds replayed first and not measured, so dynamic policies start from their steady "
+        "state: the trace's head (default 900), or generated load of another seed ending at midnight "
+        "(default 86400); 0 starts them cold",
+    )
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=100)
     return p
@@ -52,13 +59,13 @@ def format_table(result: dict[str, Any]) -> str:
     """
     oracle_cost = result["oracle_cost"]
     lines = [
-        f"{'policy':<14} {'cost':>10} {'x oracle':>9} {'overrun':>9} {'over.win':>8} "
+        f"{'policy':<19} {'cost':>10} {'x oracle':>9} {'overrun':>9} {'over.win':>8} "
         f"{'SLO att.':>9} {'req.<=SLO':>9} {'actions':>8}",
     ]
     for name, r in result["policies"].items():
         ratio = r["total_cost"] / oracle_cost if oracle_cost else float("nan")
         lines.append(
-            f"{name:<14} {r['total_cost']:>10.3f} {ratio:>9.2f} {r['budget_overrun']:>9.3f} "
+            f"{name:<19} {r['total_cost']:>10.3f} {ratio:>9.2f} {r['budget_overrun']:>9.3f} "
             f"{r['budget_overrun_windows']:>8d} {100 * r['slo_attainment']:>8.2f}% "
             f"{100 * r.get('request_slo_share', float('nan')):>8.2f}% {r['scaling_actions']:>8d}"
         )
@@ -81,11 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.trace is not None:
             counts = trace.per_second_counts(trace.load_arrivals(args.trace), args.rate_scale, args.seed)
             source = f"trace {args.trace.name} x{args.rate_scale:g}"
+            burn_in = counts[: 900 if args.burn_in is None else args.burn_in]
         else:
             counts = generator.diurnal(args.days, args.mean_rps, args.peak_to_mean, seed=args.seed)
             source = (
                 f"generated diurnal load, {args.days:g} days, mean {args.mean_rps:g} req/s, seed {args.seed}"
             )
+            seconds = 86_400 if args.burn_in is None else args.burn_in
+            # Generated from midnight; its last `seconds` end at midnight, where the measured load starts.
+            days_before = -(-seconds // 86_400)
+            before = generator.diurnal(days_before, args.mean_rps, args.peak_to_mean, seed=args.seed + 1000)
+            burn_in = before[len(before) - seconds :] if seconds else before[:0]
     except (trace.TraceError, catalog.CatalogError, OSError) as e:
         print(f"thrifty-sim: error: {e}", file=sys.stderr)
         return 2
@@ -101,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    result = experiment.run_all(counts, capacity, pools, cfg, policies)
+    result = experiment.run_all(
+        counts, capacity, pools, cfg, policies, burn_in=burn_in if len(burn_in) else None
+    )
     result["source"] = source
     result["slo_ms"] = args.slo_ms
     result["budget"] = {"per_hour": budget.per_hour, "per_period": budget.per_month}

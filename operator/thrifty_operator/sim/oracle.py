@@ -278,22 +278,8 @@ def budget_upper_bound(
     min_replicas: int = 1,
     max_replicas: int = 100,
 ) -> Plan:
-    """Upper bound on SLO-met windows within the budget (start-up billing ignored).
-
-    Args:
-        counts: Requests per second.
-        variants: Variants.
-        pools: Pool catalogue.
-        slo_ms: p99 target.
-        budget: Caps (`per_month` for the whole period).
-        window_s: Window length.
-        min_requests: Eligibility threshold.
-        min_replicas: Floor.
-        max_replicas: Ceiling.
-
-    Returns:
-        The plan.
-    """
+    """Upper bound on SLO-met windows within the budget (start-up billing ignored); the arguments are
+    those of `best_within_budget`. Its plan is a relaxation: it may overrun once start-ups are billed."""
     n_windows = len(counts) // window_s
     best_rate = np.full(n_windows, np.inf)
     best = [("", 0)] * n_windows

@@ -27,6 +27,8 @@ def write_plot(result: dict[str, Any], path: Path, title: str, budget_total: flo
     axes[0].set_ylabel("requests/s (1-min mean)")
     axes[0].set_title(title)
     for name, r in result["policies"].items():
+        if name == "oracle-budget-bound":
+            continue  # a relaxation, not a schedule
         reps = r.get("replicas_per_minute") or []
         axes[1].step([m / 60 for m in range(len(reps))], reps, where="post", linewidth=0.9, label=name)
         spend = r.get("cumulative_spend_per_minute")
