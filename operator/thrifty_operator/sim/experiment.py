@@ -95,10 +95,22 @@ def run_all(
         elif name == "oracle":
             results["oracle"] = _plan_dict(o1, w)
             if not cfg.budget.unlimited:
-                args = (counts, variants, pools, cfg.slo_ms, cfg.budget, w, cfg.min_window_requests)
-                limits = {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas}
-                results["oracle-budget"] = _plan_dict(oracle.best_within_budget(*args, **limits), w)
-                results["oracle-budget-bound"] = _plan_dict(oracle.budget_upper_bound(*args, **limits), w)
+                for key, solve in (
+                    ("oracle-budget", oracle.best_within_budget),
+                    ("oracle-budget-bound", oracle.budget_upper_bound),
+                ):
+                    plan = solve(
+                        counts,
+                        variants,
+                        pools,
+                        cfg.slo_ms,
+                        cfg.budget,
+                        w,
+                        cfg.min_window_requests,
+                        cfg.min_replicas,
+                        cfg.max_replicas,
+                    )
+                    results[key] = _plan_dict(plan, w)
             continue
         else:
             raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
