@@ -231,7 +231,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path(".bench/converters"))
     parser.add_argument("--fresh", action="store_true", help="delete earlier outputs first")
     parser.add_argument("--only", choices=("minilm", "digits"), help="run one of the two benchmarks")
+    parser.add_argument(
+        "--target",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: also build and measure the FP16 ONNX and TensorRT variants (needs an NVIDIA GPU, "
+        "tensorrt and onnxruntime-gpu: thrifty-converters[gpu])",
+    )
     args = parser.parse_args()
+    extra = ["--target", args.target]
     if args.fresh and args.work.exists():
         import shutil
 
@@ -241,9 +249,9 @@ def main() -> int:
     verdicts: list[tuple[str, bool]] = []
 
     if args.only != "digits":
-        _bench_minilm(args.work, verdicts)
+        _bench_minilm(args.work, verdicts, extra)
     if args.only != "minilm":
-        _bench_digits(args.work, verdicts)
+        _bench_digits(args.work, verdicts, extra)
     elapsed = time.monotonic() - started
     verdicts.append((f"whole run {elapsed:.0f} s (< 300 s)", elapsed < 300))
     print()
@@ -252,9 +260,9 @@ def main() -> int:
     return 0 if all(ok for _, ok in verdicts) else 1
 
 
-def _bench_minilm(work: Path, verdicts: list[tuple[str, bool]]) -> None:
+def _bench_minilm(work: Path, verdicts: list[tuple[str, bool]], extra: list[str]) -> None:
     model, files = minilm(work)
-    r = _optimize(model, files, work / "minilm", [])
+    r = _optimize(model, files, work / "minilm", extra)
     _table("all-MiniLM-L6-v2", r)
     sel = next((v for v in r.variants if v.name == r.selected.variant), None)
     speed = (_speedup(r, sel) if sel else None) or 0.0
@@ -267,9 +275,9 @@ def _bench_minilm(work: Path, verdicts: list[tuple[str, bool]]) -> None:
     )
 
 
-def _bench_digits(work: Path, verdicts: list[tuple[str, bool]]) -> None:
+def _bench_digits(work: Path, verdicts: list[tuple[str, bool]], extra: list[str]) -> None:
     model, files = digits(work)
-    r = _optimize(model, files, work / "digits", [])
+    r = _optimize(model, files, work / "digits", extra)
     _table("digits CNN", r)
     sel = next((v for v in r.variants if v.name == r.selected.variant), None)
     base_acc = r.baseline.metric or 0.0

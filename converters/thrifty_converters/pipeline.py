@@ -189,9 +189,7 @@ def runner_for(name: str, path: Path) -> runtimes.Runner:
     """A runner for a variant's artifact on the device it targets."""
     fmt, precision, device, _ = _KIND[name]
     if fmt == "tensorrt":
-        # The plan is built and kept; running it needs CUDA buffers (not written yet), so the variant
-        # reports "failed: cannot run" instead of an unchecked success.
-        raise NotImplementedError("TensorRT plan parity and profiling are not implemented yet")
+        return runtimes.trt_runner(path)
     if fmt == "openvino":
         # fp32 must stay f32. int8 runs its unquantized layers as OpenVINO does by default: bf16
         # where the CPU has it; its gate is cosine/top-1, not elementwise, either way.

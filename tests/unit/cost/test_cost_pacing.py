@@ -136,3 +136,12 @@ def test_unseen_slots_are_forecast_at_the_current_need() -> None:
     )
     assert not a.skipped
     assert a.threshold_per_hour == PEAK
+
+
+@pytest.mark.parametrize(
+    ("now", "hours_left"), [(0.0, 48.0), (1234.5, 10.3), (86_000.0, 0.1), (100.0, 700.0)]
+)
+def test_forecast_slots_cover_exactly_the_hours_left(now: float, hours_left: float) -> None:
+    slots = pacing._future_slots(_day_profile(), now, hours_left, PEAK)
+    assert sum(hours for _, hours in slots) == pytest.approx(hours_left)
+    assert len(slots) <= pacing.SLOTS_PER_DAY + 1
