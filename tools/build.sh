@@ -57,6 +57,14 @@ step() { echo "==> $*" >&2; }
   step "kwok $(module_version kwok sigs.k8s.io/kwok)"
   (cd "$TOOLS/kwok" && go build -trimpath -ldflags "-s -w" -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok)
 
+  # Prometheus for the operator's Prometheus load source: Kubernetes pod discovery only.
+  PV="$(module_version prometheus github.com/prometheus/prometheus)"
+  PV3="3.${PV#v0.3}" # module v0.316.0 is Prometheus 3.16.0
+  step "prometheus $PV"
+  (cd "$TOOLS/prometheus" && go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PV3" \
+    -o "$BIN/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+
   for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     step "$cmd $KV"
     (cd "$TOOLS/k8s" && go build -trimpath -ldflags "$LDF" -o "$BIN/$cmd" "k8s.io/kubernetes/cmd/$cmd")

@@ -58,6 +58,24 @@ class Settings(pydantic_settings.BaseSettings):
     job_deadline_seconds: int = pydantic.Field(default=3600, gt=0)
     """activeDeadlineSeconds of conversion and profiling Jobs."""
 
+    prometheus_url: str | None = pydantic.Field(default=None, pattern=r"^https?://")
+    """Prometheus HTTP API (e.g. `http://prometheus.monitoring:9090`) that scrapes the Triton pods; when set,
+    the scaler's load comes from PromQL instead of scraping each pod's metrics port."""
+
+    prometheus_rate_window: str = pydantic.Field(default="1m", pattern=r"^[0-9]+[smh]$")
+    """Range of the `rate()` queries: at least two of Prometheus' scrape intervals."""
+
+    prometheus_namespace_label: str = "namespace"
+    """Label that carries a Triton pod's namespace in Prometheus."""
+
+    prometheus_pod_label: str = "pod"
+    """Label that carries a Triton pod's name in Prometheus."""
+
+    @pydantic.field_validator("prometheus_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
 
 def _camel_config() -> pydantic.ConfigDict:
     return pydantic.ConfigDict(

@@ -14,8 +14,9 @@ from typing import Any
 import kopf
 import pydantic
 
-from . import conditions, config, k8s, loadprobe, manifests, names, pipeline, pricing, scaling
+from . import conditions, config, k8s, loadprobe, manifests, names, pipeline, pricing, promload, scaling
 from .api import models
+from .cost import metrics
 
 SETTINGS = config.Settings()
 RESOURCE = (models.GROUP, models.VERSION, models.PLURAL)
@@ -142,6 +143,22 @@ def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
     return age.total_seconds() >= SETTINGS.cost_update_interval_seconds
 
 
+def _load(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int]:
+    """Triton's load (None when unknown: the policy then holds the fleet) and the ready replicas."""
+    pods = k8s.triton_pods(namespace, name)
+    if SETTINGS.prometheus_url is None:
+        return loadprobe.scrape(pods, memo.setdefault("scrapes", {}))
+    match = promload.selector(
+        namespace, names.deployment(name), SETTINGS.prometheus_namespace_label, SETTINGS.prometheus_pod_label
+    )
+    try:
+        load = promload.load(SETTINGS.prometheus_url, match, SETTINGS.prometheus_rate_window)
+    except promload.PrometheusError as err:
+        log.warning("load of %s/%s from Prometheus: %s", namespace, name, err)
+        load = None
+    return load, len(loadprobe.ready_pods(pods))
+
+
 def _scaler(
     name: str,
     namespace: str,
@@ -153,7 +170,7 @@ def _scaler(
     """Bind the pure policy to this model's inputs, gathered only when the pipeline reaches serving."""
 
     def scale(options: Sequence[pipeline.Candidate], default: pipeline.Candidate) -> pipeline.ScaleChoice:
-        load, ready = loadprobe.scrape(k8s.triton_pods(namespace, name), memo.setdefault("scrapes", {}))
+        load, ready = _load(namespace, name, memo)
         ns_annotations = k8s.namespace_annotations(namespace)
         keys = (models.BUDGET_PER_HOUR_ANNOTATION, models.BUDGET_PER_MONTH_ANNOTATION)
         demand = k8s.model_rates(namespace) if any(k in ns_annotations for k in keys) else {}

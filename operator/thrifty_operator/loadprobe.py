@@ -23,6 +23,11 @@ def _ready(pod: Mapping[str, Any]) -> bool:
     )
 
 
+def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods that are ready and not being deleted."""
+    return [p for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
 def scrape(
     pods: list[dict[str, Any]], previous: MutableMapping[str, Any], timeout: float = 1.0
 ) -> tuple[metrics.LoadSample | None, int]:
@@ -31,7 +36,7 @@ def scrape(
     A pod seen for the first time, or unreachable, contributes no rate this round.
     """
     current: dict[str, metrics.TritonCounters] = {}
-    ready = [p for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+    ready = ready_pods(pods)
     for pod in ready:
         ip = (pod.get("status") or {}).get("podIP")
         if not ip:

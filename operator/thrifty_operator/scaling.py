@@ -152,7 +152,7 @@ def decide(
             state = dataclasses.replace(state, variant=_key(default), variant_since=epoch)
         obs = policy.Observation(
             now=epoch,
-            load=inputs.load or metrics.LoadSample(request_rate=0.0),
+            load=inputs.load,
             month_to_date=spend.month_to_date,
             hours_left=cost_pricing.hours_left_in_month(inputs.now),
             ready_replicas=inputs.ready_replicas,

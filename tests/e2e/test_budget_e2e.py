@@ -7,6 +7,7 @@ scaling only; tests/e2e/test_e2e.py runs the real converters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import threading
@@ -20,10 +21,11 @@ import yaml
 from operator_runner import condition, get_json, model_manifest, running_operator, wait_for
 
 from thrifty_converters.triton import repository, testing
-from thrifty_operator import names
+from thrifty_operator import names, promload
 from thrifty_operator.api import models
 from thrifty_testbed.cluster import LocalCluster
 from thrifty_testbed.kubelet import LocalKubelet
+from thrifty_testbed.prometheus import LocalPrometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.triton]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -137,19 +139,25 @@ class _Load:
 def kubelet(local_cluster: LocalCluster, namespace: str) -> Iterator[LocalKubelet]:
     with LocalKubelet(local_cluster.kubeconfig, ROOT / ".testbed", namespace=namespace) as k:
         yield k
+        # Remove the pods while the kubelet still runs them: a pod whose kubelet is gone stays Terminating
+        # and keeps its node's CPU from the tests that follow.
+        local_cluster.kubectl("delete", "deployments", "--all", "-n", namespace, "--wait=false", check=False)
+        local_cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--timeout=60s", check=False)
 
 
-def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
-    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
-) -> None:
-    local_cluster = crds
+@contextlib.contextmanager
+def _serving(
+    local_cluster: LocalCluster, namespace: str, tmp_path: pathlib.Path, budget: str | None, **settings: str
+) -> Iterator[tuple[str, pathlib.Path]]:
+    """The operator running the test model on one CPU pool; yields a Triton pod's IP and the operator log."""
     manifest = model_manifest(serving__pools=["cpu-c7i"])
     manifest["spec"]["optimization"]["variants"] = [VARIANT]
     # One replica fills a node (4 of 7.9 cores): each replica costs a whole c7i.2xlarge, 0.357/h.
     manifest["spec"]["serving"].update(
         minReplicas=1, maxReplicas=4, resources={"requests": {"cpu": "4", "memory": "1Gi"}}
     )
-    manifest["metadata"]["annotations"] = {models.BUDGET_PER_HOUR_ANNOTATION: "0.75"}
+    if budget is not None:
+        manifest["metadata"]["annotations"] = {models.BUDGET_PER_HOUR_ANNOTATION: budget}
     spec = models.OptimizedModelSpec.model_validate(_stored_spec(local_cluster, namespace, manifest))
     _prepare_artifacts(local_cluster, namespace, names.artifact_digest(spec), tmp_path)
     log = tmp_path / "operator.log"
@@ -157,6 +165,7 @@ def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
         "triton_backend_mode": "python",
         "extra_pod_labels": '{"testbed.thrifty.dev/kubelet": "local"}',
         "cost_update_interval_seconds": "2",
+        **settings,
     }
     with running_operator(local_cluster, namespace, log, **settings):
         local_cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(manifest))
@@ -170,44 +179,78 @@ def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
             ips = [p["status"].get("podIP") for p in pods["items"] if p["status"].get("podIP")]
             return ips[0] if ips else None
 
-        ip = wait_for("Triton serving", serving_ip, timeout=180, log=log)
-        with _Load(f"{ip}:8000", rate=70) as load:
+        yield wait_for("Triton serving", serving_ip, timeout=180, log=log), log
 
-            def capped() -> dict[str, Any] | None:
-                om = get_json(local_cluster, "om", "minilm", "-n", namespace)
-                limited = condition(om, "BudgetLimited")
-                dep = get_json(local_cluster, "deployment", "minilm-triton", "-n", namespace)
-                if limited and limited["status"] == "True" and dep["spec"]["replicas"] == 2:
-                    return om
-                return None
 
-            om = wait_for("the budget capping replicas at 2", capped, timeout=120, log=log)
-            assert om["status"]["scaling"]["replicas"] == 2
-            assert float(om["status"]["cost"]["ratePerHour"]) <= 0.75
-            assert condition(om, "BudgetLimited")["reason"] == "FewerReplicas"  # type: ignore[index]
-            events = get_json(
-                local_cluster, "events", "-n", namespace, "--field-selector", "reason=FewerReplicas"
-            )
-            assert events["items"], "a BudgetLimited Event must say what was given up"
+def _replicas(local_cluster: LocalCluster, namespace: str) -> int:
+    return int(get_json(local_cluster, "deployment", "minilm-triton", "-n", namespace)["spec"]["replicas"])
 
-            local_cluster.kubectl(
-                "annotate",
-                "om",
-                "minilm",
-                "-n",
-                namespace,
-                "--overwrite",
-                f"{models.BUDGET_PER_HOUR_ANNOTATION}=5",
-            )
 
-            def recovered() -> dict[str, Any] | None:
-                om = get_json(local_cluster, "om", "minilm", "-n", namespace)
-                limited = condition(om, "BudgetLimited")
-                dep = get_json(local_cluster, "deployment", "minilm-triton", "-n", namespace)
-                if limited and limited["status"] == "False" and dep["spec"]["replicas"] >= 3:
-                    return om
-                return None
+def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
+    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+) -> None:
+    local_cluster = crds
+    serving = _serving(local_cluster, namespace, tmp_path, budget="0.75")
+    with serving as (ip, log), _Load(f"{ip}:8000", 70) as load:
 
-            om = wait_for("scale-up after the budget was raised", recovered, timeout=120, log=log)
-            assert load.sent > 0
+        def capped() -> dict[str, Any] | None:
+            om = get_json(local_cluster, "om", "minilm", "-n", namespace)
+            limited = condition(om, "BudgetLimited")
+            if limited and limited["status"] == "True" and _replicas(local_cluster, namespace) == 2:
+                return om
+            return None
+
+        om = wait_for("the budget capping replicas at 2", capped, timeout=120, log=log)
+        assert om["status"]["scaling"]["replicas"] == 2
+        assert float(om["status"]["cost"]["ratePerHour"]) <= 0.75
+        assert condition(om, "BudgetLimited")["reason"] == "FewerReplicas"  # type: ignore[index]
+        events = get_json(
+            local_cluster, "events", "-n", namespace, "--field-selector", "reason=FewerReplicas"
+        )
+        assert events["items"], "a BudgetLimited Event must say what was given up"
+
+        raised = f"{models.BUDGET_PER_HOUR_ANNOTATION}=5"
+        local_cluster.kubectl("annotate", "om", "minilm", "-n", namespace, "--overwrite", raised)
+
+        def recovered() -> dict[str, Any] | None:
+            om = get_json(local_cluster, "om", "minilm", "-n", namespace)
+            limited = condition(om, "BudgetLimited")
+            if limited and limited["status"] == "False" and _replicas(local_cluster, namespace) >= 3:
+                return om
+            return None
+
+        om = wait_for("scale-up after the budget was raised", recovered, timeout=120, log=log)
+        assert load.sent > 0
     assert om["status"]["cost"]["budget"] == "5/h"
+
+
+def test_scaler_reads_triton_load_through_prometheus(
+    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+) -> None:
+    """A real Prometheus discovers the Triton pods through the API server and scrapes them; the operator
+    asks it (PromQL over the Deployment's pods) instead of scraping the pods, and scales on that load."""
+    local_cluster = crds
+    with LocalPrometheus(local_cluster.kubeconfig, namespace, tmp_path / "prometheus") as prom:
+        settings = {"prometheus_url": prom.url, "prometheus_rate_window": "10s"}
+        serving = _serving(local_cluster, namespace, tmp_path, None, **settings)
+        with serving as (ip, log), _Load(f"{ip}:8000", 70):
+            match = promload.selector(namespace, names.deployment("minilm"))
+            seen = wait_for(
+                "Prometheus seeing Triton's load",
+                lambda: (s := promload.load(prom.url, match, "10s")) and s.request_rate > 30 and s,
+                timeout=60,
+                log=prom.log,
+            )
+            assert seen.queue_us_per_request >= 0
+            om = wait_for(
+                "scale-up on the load Prometheus reports",
+                lambda: (
+                    (o := get_json(local_cluster, "om", "minilm", "-n", namespace))
+                    and _replicas(local_cluster, namespace) >= 3
+                    and o
+                ),
+                timeout=120,
+                log=log,
+            )
+            assert om["status"]["scaling"]["reason"] in ("ScaledUp", "Steady")
+            assert "Prometheus" not in log.read_text(), "the operator logged a Prometheus failure"

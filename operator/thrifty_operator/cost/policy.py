@@ -162,7 +162,9 @@ class Observation:
 
     Attributes:
         now: Seconds since any fixed epoch (monotonic across decisions).
-        load: Load summed over the model's pods (see `metrics.combine_loads`).
+        load: Load summed over the model's pods (see `metrics.combine_loads`); None when no metrics came
+            this time (pods unreachable, Prometheus down): the policy then plans for the last demand it
+            saw, as HPA does not scale down on missing metrics.
         month_to_date: Billed spend so far in the budget period.
         hours_left: Hours until the budget period (the month) ends.
         ready_replicas: Ready replicas of the current variant; None if unknown (then the queue-time
@@ -170,7 +172,7 @@ class Observation:
     """
 
     now: float
-    load: metrics.LoadSample
+    load: metrics.LoadSample | None
     month_to_date: float = 0.0
     hours_left: float = 720.0
     ready_replicas: int | None = None
@@ -527,10 +529,18 @@ def decide(
         )
 
     # Demand history is kept without headroom: the lean plan (binding budget) and the usual one share it.
-    demand = observed_demand(config, obs.load)
+    if obs.load is None:
+        demand = state.demand_history[-1][1] if state.demand_history else 0.0
+    else:
+        demand = observed_demand(config, obs.load)
     window_start = obs.now - config.scale_down_stabilization_s
     # Only with every requested replica ready: while some start, a long queue is expected.
-    if current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas:
+    if (
+        obs.load is not None
+        and current is not None
+        and state.replicas > 0
+        and obs.ready_replicas == state.replicas
+    ):
         # Triton's queue time well above what the model predicts for this fleet means the model
         # underestimates the need: plan for one replica more, remembered like any other demand.
         modelled_us = 1000.0 * queueing.mean_wait_ms(

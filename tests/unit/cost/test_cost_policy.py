@@ -256,6 +256,19 @@ def test_long_triton_queue_with_all_replicas_ready_adds_a_replica() -> None:
     assert policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, starting).replicas == 1
 
 
+def test_missing_metrics_hold_the_fleet_instead_of_scaling_down() -> None:
+    state = decide(1500, policy.PolicyState(), 0, variants=(GPU,)).state
+    high = state.replicas
+    for i in range(1, 60):  # 15 minutes without metrics, well past the stabilization window
+        obs = policy.Observation(now=15.0 * i, load=None, ready_replicas=high)
+        d = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, obs)
+        assert d.replicas == high
+        state = d.state
+    # The first decision ever without metrics plans for no load.
+    first = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, policy.PolicyState(), obs)
+    assert first.replicas == CONFIG.min_replicas
+
+
 def test_decide_rejects_unknown_pool() -> None:
     bad = policy.Variant(
         name="x", pool="nope", request=GPU.request, throughput_per_s=1, latency_p50_ms=1, latency_p99_ms=1
