@@ -189,6 +189,7 @@ def _scaler(
             candidates=options,
             load=load,
             ready_replicas=ready,
+            sync_seconds=SETTINGS.status_interval_seconds,
         )
         decided = scaling.decide(inputs, _catalogue(), default)
         memo["scaling"] = decided.scaling

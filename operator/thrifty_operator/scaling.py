@@ -37,6 +37,8 @@ class Inputs:
     candidates: Sequence[pipeline.Candidate]
     load: metrics.LoadSample | None
     ready_replicas: int | None
+    sync_seconds: float = 30.0
+    """How often decisions come: a fleet chosen now runs at least that long plus the 60-s billing minimum."""
 
 
 def _key(c: pipeline.Candidate) -> str:
@@ -146,6 +148,7 @@ def decide(
             suspended=spec.suspend,
             queue_time_target_us=float(spec.scaling.target) if spec.scaling.metric == _QUEUE_TIME else None,
             scale_down_stabilization_s=float(spec.scaling.scale_down_stabilization_seconds),
+            commitment_s=inputs.sync_seconds + 60.0,
         )
         if not state.variant:
             # First decision: start from the cost-per-inference choice, not from nothing.
