@@ -288,3 +288,54 @@ def test_variant_losing_accuracy_fails_and_is_never_selected(
     assert rows["onnx-int8-dynamic"].throughput_per_s is None and rows["onnx-int8-dynamic"].triton is None
     assert rows["onnx-fp32"].status == "ok"
     assert r.selected.variant == "onnx-fp32"
+
+
+def _heavy_tailed_model(path: Path) -> Path:
+    """x -> MatMul -> Exp -> MatMul: the second MatMul's input has a range one 8-bit scale cannot hold."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((32, 32)).astype(np.float32)
+    w2 = (rng.standard_normal((32, 8)) / 4).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"),
+            helper.make_node("Exp", ["h"], ["e"], name="heavy_tail"),
+            helper.make_node("MatMul", ["e", "w2"], ["y"], name="second"),
+        ],
+        "heavy_tail",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_static_int8_keeps_the_most_sensitive_node_in_float_when_full_quantization_disagrees(
+    tmp_path: Path,
+) -> None:
+    import onnx
+
+    from thrifty_converters.examples import Samples
+    from thrifty_converters.stages import quantize
+
+    src = _heavy_tailed_model(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    calibration = Samples(arrays={"x": (rng.standard_normal((64, 32)) / 2).astype(np.float32)})
+    (tmp_path / "work").mkdir()
+    result = quantize.static(src, tmp_path / "work", tmp_path / "q.onnx", calibration)
+    assert result.status == "ok"
+    assert float(result.details["full_quantization_cosine"]) < parity.MIN_COSINE
+    assert float(result.details["cosine"]) >= parity.MIN_COSINE
+    assert result.details["nodes_in_float"] == "1 of 2"
+    qdq = onnx.load(str(tmp_path / "q.onnx"))
+    dequantized = {o for n in qdq.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    second = next(n for n in qdq.graph.node if n.name == "second")
+    first = next(n for n in qdq.graph.node if n.name == "first")
+    assert not set(second.input) & dequantized  # left in float
+    assert set(first.input) & dequantized  # still quantized
+    assert not list((tmp_path / "work").glob("sensitivity-*.onnx"))
