@@ -8,7 +8,6 @@ operator's Prometheus load source selects on by default.
 from __future__ import annotations
 
 import pathlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .cluster import DEFAULT_BIN_DIR
+from .cluster import DEFAULT_BIN_DIR, _free_port
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -67,9 +66,7 @@ class LocalPrometheus:
         self._binary = bin_dir / "prometheus"
         self._work = work
         self._config = scrape_config(kubeconfig, namespace, interval)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self._port: int = s.getsockname()[1]
+        self._port = _free_port()
         self.url = f"http://127.0.0.1:{self._port}"
         self.log = work / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -12,6 +12,13 @@ from typing import Any
 from . import catalog, experiment, generator, simulate, trace
 
 
+def _seconds(text: str) -> int:
+    """A whole number of seconds, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, 0 or more; got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thrifty-sim",
@@ -38,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-to-mean", type=float, default=2.5, help="generator: diurnal peak/mean")
     p.add_argument(
         "--burn-in",
-        type=int,
+        type=_seconds,
         help="seconds replayed first and not measured, so dynamic policies start from their steady "
         "state: the trace's head (default 900), or generated load of another seed ending at midnight "
         "(default 86400); 0 starts them cold",

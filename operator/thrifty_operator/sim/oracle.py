@@ -188,6 +188,23 @@ def _state_space(
     )
 
 
+def _needs_and_fleets(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    window_s: int,
+    min_requests: int,
+    min_replicas: int,
+    max_replicas: int,
+) -> tuple[list[npt.NDArray[np.int64]], _States]:
+    """Each variant's replicas needed per window, and the fleets a plan may run."""
+    needs = [
+        window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
+    ]
+    return needs, _state_space(needs, variants, pools, min_replicas)
+
+
 def _meets(space: _States, needs: Sequence[npt.NDArray[np.int64]], w: int) -> npt.NDArray[np.bool_]:
     """Which fleets meet window w's SLO."""
     need_w = np.array([nd[w] for nd in needs])[space.variant]
@@ -233,11 +250,10 @@ def cheapest(
     Returns:
         The plan.
     """
-    needs = [
-        window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
-    ]
+    needs, space = _needs_and_fleets(
+        counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas
+    )
     n_windows = len(needs[0])
-    space = _state_space(needs, variants, pools, min_replicas)
     size = len(space.states)
     # A window no variant can meet runs the most capacity of any variant instead.
     all_bad = np.all([nd < 0 for nd in needs], axis=0)
@@ -361,26 +377,13 @@ def best_within_budget(
 ) -> Plan:
     """O2: the most SLO-met windows a feasible plan buys within the budget (Lagrangian DP).
 
-    Args:
-        counts: Requests per second.
-        variants: Variants.
-        pools: Pool catalogue.
-        slo_ms: p99 target.
-        budget: Caps (`per_month` for the whole period).
-        window_s: Window length.
-        min_requests: Eligibility threshold.
-        min_replicas: Floor.
-        max_replicas: Ceiling.
-        iterations: Bisection steps on the price of money.
-
-    Returns:
-        The plan.
+    The arguments are those of `cheapest`, plus `budget` (caps; `per_month` for the whole period) and
+    `iterations` (bisection steps on the price of money).
     """
-    needs = [
-        window_needs(counts, v, slo_ms, window_s, min_requests, min_replicas, max_replicas) for v in variants
-    ]
+    needs, space = _needs_and_fleets(
+        counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas
+    )
     n_windows = len(needs[0])
-    space = _state_space(needs, variants, pools, min_replicas)
     size = len(space.states)
     eligible = _eligible(counts, window_s, min_requests)
     hour_cap = budget.per_hour if budget.per_hour is not None else math.inf

@@ -245,3 +245,11 @@ def test_thrifty_never_overruns_a_binding_monthly_budget_under_surprise_bursts(
     assert result.budget_overrun == 0, budget
     assert result.total_cost <= budget.per_month
     assert result.budget_limited_syncs > 0  # the budget did bind
+
+
+def test_cli_rejects_negative_burn_in_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--generate", "--out", "unused", "--burn-in", "-5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--burn-in" in err and "0 or more" in err
