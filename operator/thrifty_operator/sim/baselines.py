@@ -80,12 +80,22 @@ class _HpaBehavior:
 
 
 class HpaLike:
-    """HPA on utilisation (served rate / replica capacity), target 70 %, sync 15 s."""
+    """HPA on utilisation (served rate / replica capacity), target 70 % by default, sync 15 s."""
 
-    def __init__(self, variant: policy.Variant, cfg: SimConfig, max_replicas: int, initial: int) -> None:
-        """Scale `variant` between cfg.min_replicas and `max_replicas`, starting from `initial`."""
-        self.name = "hpa"
+    def __init__(
+        self,
+        variant: policy.Variant,
+        cfg: SimConfig,
+        max_replicas: int,
+        initial: int,
+        target: float = 0.7,
+        name: str = "hpa",
+    ) -> None:
+        """Scale `variant` between cfg.min_replicas and `max_replicas`, starting from `initial`, to keep
+        the average utilisation at `target`."""
+        self.name = name
         self._v = variant
+        self._target = target
         self._hpa = _HpaBehavior(max(1, cfg.min_replicas), max_replicas, initial)
 
     def initial(self) -> Target:
@@ -97,8 +107,9 @@ class HpaLike:
         # Not-ready pods count as 0 % on scale-up, so the average is over all requested pods.
         usage = view.load.request_rate / self._v.throughput_per_s
         current = max(1, self._hpa.replicas)
-        ratio = usage / (current * 0.7)
-        return Target(variant=self._v.name, replicas=self._hpa.apply(view.now, ratio, math.ceil(usage / 0.7)))
+        ratio = usage / (current * self._target)
+        desired = math.ceil(usage / self._target)
+        return Target(variant=self._v.name, replicas=self._hpa.apply(view.now, ratio, desired))
 
 
 class KedaLike:

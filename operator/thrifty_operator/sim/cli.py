@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,17 @@ def _seconds(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number of seconds, 0 or more; got {text!r}")
     return int(text)
+
+
+def _share(text: str) -> float:
+    """A utilisation target in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1]; got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds replayed first and not measured, so dynamic policies start from their steady "
         "state: the trace's head (default 900), or generated load of another seed ending at midnight "
         "(default 86400); 0 starts them cold",
+    )
+    p.add_argument(
+        "--hpa-target",
+        type=_share,
+        default=0.7,
+        help="utilisation target of the hpa baseline (default 0.7)",
     )
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=100)
@@ -122,7 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     result = experiment.run_all(
-        counts, capacity, pools, cfg, policies, burn_in=burn_in if len(burn_in) else None
+        counts,
+        capacity,
+        pools,
+        cfg,
+        policies,
+        burn_in=burn_in if len(burn_in) else None,
+        hpa_target=args.hpa_target,
     )
     result["source"] = source
     result["slo_ms"] = args.slo_ms

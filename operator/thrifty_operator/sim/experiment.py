@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..cost import budgets, pricing
+from ..cost import budgets, policy, pricing
 from . import baselines, oracle, simulate
 from .catalog import CapacityModel
 
 POLICIES = ("thrifty", "static-peak", "hpa", "keda", "oracle")
 HOURS_PER_MONTH = 730.0
+# Utilisation targets an HPA user might pick; 0.7 is the `hpa` baseline's.
+HPA_TARGETS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
 def period_budget(per_hour: float | None, per_month: float | None, seconds: int) -> budgets.Budget:
@@ -31,6 +33,7 @@ def run_all(
     cfg: simulate.SimConfig,
     policies: Sequence[str] = POLICIES,
     burn_in: npt.NDArray[np.int64] | None = None,
+    hpa_target: float = 0.7,
 ) -> dict[str, Any]:
     """Run the policies on one load.
 
@@ -43,6 +46,7 @@ def run_all(
         burn_in: Load every dynamic policy replays first, unmeasured (`simulate.run`): the day
             before a multi-day load, or the head of a short trace; None starts them cold, sized for
             the mean rate of the first 5 minutes.
+        hpa_target: Utilisation target of the `hpa` baseline.
 
     Returns:
         {"policies": {name: metrics}, "load": {...}} with per-minute series for the plot.
@@ -55,16 +59,16 @@ def run_all(
     minutes = n // w
     per_minute = counts[: minutes * w].reshape(minutes, w).mean(axis=1)
     # Dynamic policies start sized for the mean rate of the first 5 minutes of what they replay first.
-    first = counts if burn_in is None else burn_in
-    initial_rate = float(first[:300].mean()) if len(first) else 0.0
+    initial_rate = _initial_rate(counts, burn_in)
     results: dict[str, Any] = {}
     o1 = oracle.cheapest(
         counts, variants, pools, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas, cfg.max_replicas
     )
 
-    sel_pool = pools[selected.pool]
-    cap = baselines.budget_max_replicas(sel_pool, selected, cfg.budget, period_h, cfg.max_replicas)
-    start = max(1, min(cap, math.ceil(initial_rate / (0.7 * selected.throughput_per_s))))
+    cap = baselines.budget_max_replicas(
+        pools[selected.pool], selected, cfg.budget, period_h, cfg.max_replicas
+    )
+    keda_start = _hpa_start(initial_rate, selected, cap, 0.7)  # its threshold: 70 % of a replica
     for name in policies:
         controller: simulate.Controller
         if name == "thrifty":
@@ -89,9 +93,11 @@ def run_all(
                 continue
             controller = baselines.StaticPeak(best[1], best[2])
         elif name == "hpa":
-            controller = baselines.HpaLike(selected, cfg, cap, start)
+            controller = baselines.HpaLike(
+                selected, cfg, cap, _hpa_start(initial_rate, selected, cap, hpa_target), target=hpa_target
+            )
         elif name == "keda":
-            controller = baselines.KedaLike(selected, cfg, cap, start)
+            controller = baselines.KedaLike(selected, cfg, cap, keda_start)
         elif name == "oracle":
             results["oracle"] = _plan_dict(o1, w)
             if not cfg.budget.unlimited:
@@ -127,6 +133,58 @@ def run_all(
         },
         "oracle_cost": o1.total_cost,
     }
+
+
+def _initial_rate(counts: npt.NDArray[np.int64], burn_in: npt.NDArray[np.int64] | None) -> float:
+    first = counts if burn_in is None else burn_in
+    return float(first[:300].mean()) if len(first) else 0.0
+
+
+def _hpa_start(rate: float, v: policy.Variant, cap: int, target: float) -> int:
+    return max(1, min(cap, math.ceil(rate / (target * v.throughput_per_s))))
+
+
+def hpa_sweep(
+    counts: npt.NDArray[np.int64],
+    capacity: CapacityModel,
+    pools: Mapping[str, pricing.PoolPrice],
+    cfg: simulate.SimConfig,
+    targets: Sequence[float] = HPA_TARGETS,
+    burn_in: npt.NDArray[np.int64] | None = None,
+) -> list[dict[str, Any]]:
+    """The HPA baseline at several utilisation targets, so that it can be compared at equal SLO.
+
+    Args:
+        counts: Requests per second.
+        capacity: Variants and the selected one (the HPA's).
+        pools: Pool catalogue.
+        cfg: Simulation settings.
+        targets: Utilisation targets in (0, 1].
+        burn_in: As for `run_all`.
+
+    Returns:
+        Per target: `target`, `total_cost`, `slo_attainment`, `scaling_actions`.
+    """
+    selected = capacity.variant(capacity.selected)
+    cap = baselines.budget_max_replicas(
+        pools[selected.pool], selected, cfg.budget, len(counts) / 3600, cfg.max_replicas
+    )
+    rate = _initial_rate(counts, burn_in)
+    out = []
+    for t in targets:
+        controller = baselines.HpaLike(
+            selected, cfg, cap, _hpa_start(rate, selected, cap, t), target=t, name=f"hpa-{t:g}"
+        )
+        r = simulate.run(controller, counts, capacity.variants, pools, cfg, burn_in=burn_in)
+        out.append(
+            {
+                "target": t,
+                "total_cost": r.total_cost,
+                "slo_attainment": r.slo_attainment,
+                "scaling_actions": r.scaling_actions,
+            }
+        )
+    return out
 
 
 def _plan_dict(plan: oracle.Plan, window_s: int) -> dict[str, Any]:

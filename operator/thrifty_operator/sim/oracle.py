@@ -17,6 +17,9 @@ late, a second with `a` arrivals on `c` ready replicas having `queueing.late_fra
   start-up billing: every window runs at least the cheapest `min_replicas` fleet, meeting window w
   costs `extra_w` more, and the period cap is a knapsack with unit values, solved exactly by taking
   the cheapest extras first.
+* `cost_lower_bound`: the dual relaxation, a lower bound on the cost of any plan that meets at least
+  a given share of the windows (what a target "cheaper than X at equal or better SLO" can be held
+  against): the floor plus the cheapest extras of that many windows.
 """
 
 from __future__ import annotations
@@ -283,19 +286,29 @@ def cheapest(
     )
 
 
-def budget_upper_bound(
+@dataclasses.dataclass(frozen=True)
+class _WindowPrices:
+    """Per window, the cheapest fleet that meets it, and the floor every window pays at least."""
+
+    best: list[tuple[str, int]]
+    can_meet: npt.NDArray[np.bool_]
+    extra: npt.NDArray[np.float64]  # money that meeting a window costs on top of the floor (inf: cannot)
+    eligible: npt.NDArray[np.bool_]
+    floor: tuple[str, int]
+    base: float  # the floor for the whole period
+
+
+def _window_prices(
     counts: npt.NDArray[np.int64],
     variants: Sequence[policy.Variant],
     pools: Mapping[str, pricing.PoolPrice],
     slo_ms: float,
-    budget: budgets.Budget,
-    window_s: int = 60,
-    min_requests: int = 20,
-    min_replicas: int = 1,
-    max_replicas: int = 100,
-) -> Plan:
-    """Upper bound on SLO-met windows within the budget (start-up billing ignored); the arguments are
-    those of `best_within_budget`. Its plan is a relaxation: it may overrun once start-ups are billed."""
+    window_s: int,
+    min_requests: int,
+    min_replicas: int,
+    max_replicas: int,
+    hour_cap: float = math.inf,
+) -> _WindowPrices:
     n_windows = len(counts) // window_s
     best_rate = np.full(n_windows, np.inf)
     best = [("", 0)] * n_windows
@@ -311,27 +324,110 @@ def budget_upper_bound(
     )
     floor_rate = pricing.fleet_price_per_hour(pools[floor_v.pool], floor_v.request, min_replicas)
     eligible = _eligible(counts, window_s, min_requests)
-    hour_cap = budget.per_hour if budget.per_hour is not None else math.inf
     can_meet = np.isfinite(best_rate) & (best_rate <= hour_cap) & eligible
-    base = floor_rate * n_windows * window_s / 3600
-    remaining = (budget.per_month - base) if budget.per_month is not None else math.inf
     extra = np.where(can_meet, np.maximum(best_rate - floor_rate, 0.0) * window_s / 3600, np.inf)
-    chosen = np.zeros(n_windows, dtype=np.bool_)
-    for w in np.argsort(extra):
-        if can_meet[w] and extra[w] <= remaining:
-            chosen[w] = True
-            remaining -= float(extra[w])
-    plan = [best[w] if chosen[w] else (floor_v.name, min_replicas) for w in range(n_windows)]
+    return _WindowPrices(
+        best=best,
+        can_meet=can_meet,
+        extra=extra,
+        eligible=eligible,
+        floor=(floor_v.name, min_replicas),
+        base=floor_rate * n_windows * window_s / 3600,
+    )
+
+
+def _relaxed_plan(
+    name: str,
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    prices: _WindowPrices,
+    chosen: npt.NDArray[np.bool_],
+    slo_ms: float,
+    window_s: int,
+) -> Plan:
+    """The plan that meets the `chosen` windows with their cheapest fleets and runs the floor elsewhere."""
+    plan = [prices.best[w] if chosen[w] else prices.floor for w in range(len(chosen))]
     by_name = {v.name: v for v in variants}
+    eligible = prices.eligible
     return Plan(
-        name="oracle-budget-bound",
+        name=name,
         variant=tuple(p[0] for p in plan),
         replicas=tuple(p[1] for p in plan),
-        total_cost=base + float(extra[chosen].sum()),
+        total_cost=prices.base + float(prices.extra[chosen].sum()),
         slo_attainment=float((chosen & eligible).sum() / eligible.sum()) if eligible.any() else 1.0,
         scaling_actions=sum(1 for a, b in itertools.pairwise(plan) if a != b),
         request_slo_share=request_slo_share(counts, [(by_name[n], k) for n, k in plan], slo_ms, window_s),
     )
+
+
+def budget_upper_bound(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    budget: budgets.Budget,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+) -> Plan:
+    """Upper bound on SLO-met windows within the budget (start-up billing ignored); the arguments are
+    those of `best_within_budget`. Its plan is a relaxation: it may overrun once start-ups are billed."""
+    hour_cap = budget.per_hour if budget.per_hour is not None else math.inf
+    prices = _window_prices(
+        counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas, hour_cap
+    )
+    remaining = (budget.per_month - prices.base) if budget.per_month is not None else math.inf
+    chosen = np.zeros(len(prices.extra), dtype=np.bool_)
+    for w in np.argsort(prices.extra):
+        if prices.can_meet[w] and prices.extra[w] <= remaining:
+            chosen[w] = True
+            remaining -= float(prices.extra[w])
+    return _relaxed_plan("oracle-budget-bound", counts, variants, prices, chosen, slo_ms, window_s)
+
+
+def cost_lower_bound(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    attainment: float,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+) -> Plan:
+    """A lower bound on the cost of any plan whose SLO attainment is at least `attainment`.
+
+    Every window pays at least the floor (`min_replicas` of the cheapest variant); meeting a window
+    costs at least its cheapest fleet for the window; start-up billing is ignored. Meeting the share
+    asked for therefore costs at least the floor plus the cheapest extras of that many windows, taken
+    cheapest first. (A plan that changes its fleet within a 60-s window is not covered: a controller
+    that syncs every 15 s could, in principle, do marginally better.)
+
+    Args:
+        counts: Requests per second.
+        variants: Deployable variants.
+        pools: Pool catalogue.
+        slo_ms: p99 target.
+        attainment: Share of eligible windows to meet, in [0, 1].
+        window_s: Window length.
+        min_requests: Windows with fewer requests are not judged.
+        min_replicas: Floor.
+        max_replicas: Ceiling per variant.
+
+    Returns:
+        The relaxed plan; its `total_cost` is the bound. When not enough windows can be met at all,
+        it meets every window it can.
+    """
+    prices = _window_prices(
+        counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas
+    )
+    k = math.ceil(attainment * int(prices.eligible.sum()) - 1e-9)
+    order = [int(w) for w in np.argsort(prices.extra) if prices.can_meet[w]]
+    chosen = np.zeros(len(prices.extra), dtype=np.bool_)
+    chosen[order[:k]] = True
+    return _relaxed_plan("oracle-cost-bound", counts, variants, prices, chosen, slo_ms, window_s)
 
 
 def _fill(

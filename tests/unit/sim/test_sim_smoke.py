@@ -139,6 +139,39 @@ def test_budget_oracle_meets_no_more_windows_than_cost_oracle(
     assert rich.total_cost <= o1.total_cost + 1e-9
 
 
+def test_cost_lower_bound_is_below_every_plan_at_its_attainment(
+    model: tuple[dict, catalog.CapacityModel],
+) -> None:
+    pools, capacity = model
+    counts = generator.diurnal(0.25, 1500.0, seed=4)
+    o1 = oracle.cheapest(counts, capacity.variants, pools, 50)
+    assert oracle.cost_lower_bound(counts, capacity.variants, pools, 50, 1.0).total_cost <= o1.total_cost
+    cfg = simulate.SimConfig(slo_ms=50)
+    sweep = experiment.hpa_sweep(counts, capacity, pools, cfg, targets=(0.95, 0.7, 0.4))
+    # A lower utilisation target buys capacity: never cheaper, never a worse SLO here.
+    assert [e["total_cost"] for e in sweep] == sorted(e["total_cost"] for e in sweep)
+    assert sweep[0]["slo_attainment"] < sweep[-1]["slo_attainment"]
+    bounds = []
+    for e in sweep:
+        bound = oracle.cost_lower_bound(counts, capacity.variants, pools, 50, e["slo_attainment"])
+        assert bound.slo_attainment >= e["slo_attainment"] - 1e-9
+        assert bound.total_cost <= e["total_cost"]
+        bounds.append(bound.total_cost)
+    assert bounds == sorted(bounds)
+    # Meeting nothing costs the floor: one c7i node (two CPU replicas) for the whole period.
+    floor = oracle.cost_lower_bound(counts, capacity.variants, pools, 50, 0.0)
+    assert floor.total_cost == pytest.approx(0.1785 * len(counts) / 3600)
+
+
+def test_measured_capacity_profile_ships_and_loads() -> None:
+    pools = catalog.load_pools(None)
+    capacity = catalog.load_capacity(AZURE.parents[1] / "capacity" / "minilm-cpu-2vcpu.json", pools)
+    selected = capacity.variant(capacity.selected)
+    assert selected.pool == "cpu-c7i"
+    assert all(v.pool == "cpu-c7i" for v in capacity.variants)  # GPU variants were skipped: no GPU
+    assert 100 < selected.throughput_per_s < 1000 and selected.latency_p99_ms < 50
+
+
 def test_burn_in_is_replayed_but_not_measured(model: tuple[dict, catalog.CapacityModel]) -> None:
     pools, capacity = model
     counts = generator.diurnal(1 / 24, 100.0, seed=5)
@@ -253,3 +286,17 @@ def test_cli_rejects_negative_burn_in_with_one_line(capsys: pytest.CaptureFixtur
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--burn-in" in err and "0 or more" in err
+
+
+def test_cli_sets_the_hpa_utilisation_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def hpa_cost(target: str) -> float:
+        out = tmp_path / target
+        argv = ["--generate", "--days", "0.125", "--mean-rps", "1500", "--burn-in", "0"]
+        assert cli.main([*argv, "--policies", "hpa", "--hpa-target", target, "--out", str(out)]) == 0
+        return float(json.loads((out / "results.json").read_text())["policies"]["hpa"]["total_cost"])
+
+    assert hpa_cost("0.4") > hpa_cost("0.9")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--generate", "--out", "unused", "--hpa-target", "1.5"])
+    assert exit_info.value.code == 2
+    assert "(0, 1]" in capsys.readouterr().err.strip().splitlines()[-1]
