@@ -8,8 +8,10 @@ O2), and what this module does online, with a forecast instead of the future.
 
 * **Profile.** `DemandProfile` keeps, for each 15-minute slot of the UTC day, the billed rate the
   policy wanted there (its unconstrained choice), an exponentially weighted average over days.
-* **Threshold.** For the rest of the month the profile repeats; a slot never observed is forecast at
-  the rate wanted now. Meeting a slot costs `(need - floor) * duration` on top of the floor
+* **Forecast.** For the rest of the month the profile repeats, each slot smoothed with its neighbours
+  (`DemandProfile.slot_forecast`); the rest of today is scaled by today's level against the profile
+  (`DemandProfile.level`); a slot never observed is forecast at the rate wanted now.
+* **Threshold.** Meeting a slot costs `(need - floor) * duration` on top of the floor
   (`min_replicas` of the cheapest variant), which is reserved for every hour left. Slots are met
   cheapest first while the money lasts; the threshold is the need of the dearest slot still met.
 * **Now.** At a slot's first decision its forecast is judged against the threshold, once for the whole
@@ -33,6 +35,9 @@ from typing import Any
 
 SLOT_S = 900
 SLOTS_PER_DAY = 86_400 // SLOT_S
+# Weight of a finished slot in the level after each further slot: about the last 2.5 hours count.
+LEVEL_DECAY = 0.9
+LEVEL_LIMITS = (0.5, 2.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,6 +50,8 @@ class DemandProfile:
         total: Sum of the needs observed in that slot so far.
         count: Number of them.
         given_up: The pacing's verdict on that slot, made once at its first decision (None: not yet).
+        seen: Decayed sum of the needs of the recently finished slots (for `level`).
+        expected: Decayed sum of what the profile forecast for those slots.
     """
 
     needs: tuple[float | None, ...] = (None,) * SLOTS_PER_DAY
@@ -52,6 +59,8 @@ class DemandProfile:
     total: float = 0.0
     count: int = 0
     given_up: bool | None = None
+    seen: float = 0.0
+    expected: float = 0.0
 
     def observe(self, now: float, need: float, day_weight: float = 0.5) -> DemandProfile:
         """Add one observation; a finished slot's mean joins its slot of the day.
@@ -67,14 +76,43 @@ class DemandProfile:
         index = int(now // SLOT_S)
         profile = self
         if index != self.slot and self.count:
-            profile = dataclasses.replace(self, needs=self._folded(day_weight))
+            mean = self.total / self.count
+            expected = self.slot_forecast(self.slot % SLOTS_PER_DAY)
+            seen, exp = self.seen, self.expected
+            if expected is not None:
+                seen, exp = LEVEL_DECAY * seen + mean, LEVEL_DECAY * exp + expected
+            profile = dataclasses.replace(self, needs=self._folded(day_weight), seen=seen, expected=exp)
         if index != self.slot:
             return dataclasses.replace(profile, slot=index, total=need, count=1, given_up=None)
         return dataclasses.replace(profile, total=self.total + need, count=self.count + 1)
 
     def forecast(self, now: float) -> float | None:
         """The profile's need for the slot of the day containing `now` (None if never observed)."""
-        return self.needs[int(now // SLOT_S) % SLOTS_PER_DAY]
+        return self.slot_forecast(int(now // SLOT_S) % SLOTS_PER_DAY)
+
+    def level(self) -> float:
+        """How today runs against the profile: recent needs over their forecasts (1 without data).
+
+        Days differ in level (a busy Monday, a launch); within a day the level persists, so the
+        rest of today is forecast at the profile times this ratio.
+        """
+        if self.expected <= 0:
+            return 1.0
+        return min(LEVEL_LIMITS[1], max(LEVEL_LIMITS[0], self.seen / self.expected))
+
+    def slot_forecast(self, of_day: int) -> float | None:
+        """The median of a slot's need and its two neighbours' (its own where a neighbour was never
+        observed; None if it never was).
+
+        The daily curve is smooth and bursts are not: a burst that filled one slot last time does not
+        recur there, so one slot's outlier must not make it look like the dearest of the day.
+        """
+        own = self.needs[of_day]
+        before = self.needs[(of_day - 1) % SLOTS_PER_DAY]
+        after = self.needs[(of_day + 1) % SLOTS_PER_DAY]
+        if own is None or before is None or after is None:
+            return own
+        return sorted((before, own, after))[1]
 
     def _folded(self, day_weight: float) -> tuple[float | None, ...]:
         mean = self.total / self.count
@@ -91,6 +129,8 @@ class DemandProfile:
             "total": round(self.total, 4),
             "count": self.count,
             "givenUp": self.given_up,
+            "seen": round(self.seen, 4),
+            "expected": round(self.expected, 4),
         }
 
     @classmethod
@@ -108,6 +148,8 @@ class DemandProfile:
                 total=float(raw.get("total", 0.0)),
                 count=int(raw.get("count", 0)),
                 given_up=None if raw.get("givenUp") is None else bool(raw["givenUp"]),
+                seen=float(raw.get("seen", 0.0)),
+                expected=float(raw.get("expected", 0.0)),
             )
         except (TypeError, ValueError):
             return cls()
@@ -133,13 +175,16 @@ class Allowance:
 def _future_slots(
     profile: DemandProfile, now: float, hours_left: float, need_now: float
 ) -> list[tuple[float, float]]:
-    """(forecast need, hours) for the rest of the period, one entry per slot of the day; the first is
-    the current slot's."""
+    """(forecast need, hours) for the rest of the period; the first entry is the current slot's.
+
+    The rest of today is forecast at the profile times today's `level`, later days at the profile.
+    """
     left_s = max(0.0, hours_left * 3600)
     into_slot = now % SLOT_S
     current = min(left_s, SLOT_S - into_slot)
+    level = profile.level()
     own = profile.forecast(now)
-    out = [(need_now if own is None else own, current / 3600)]
+    out = [(need_now if own is None else own * level, current / 3600)]
     rest = left_s - current
     if rest <= 0:
         return out
@@ -148,9 +193,18 @@ def _future_slots(
     for k in range(SLOTS_PER_DAY):
         of_day = (first + k) % SLOTS_PER_DAY
         seconds = full_days * SLOT_S + min(SLOT_S, max(0.0, tail_s - k * SLOT_S))
-        if seconds > 0:
-            forecast = profile.needs[of_day]
-            out.append((need_now if forecast is None else forecast, seconds / 3600))
+        if seconds <= 0:
+            continue
+        forecast = profile.slot_forecast(of_day)
+        if forecast is None:
+            out.append((need_now, seconds / 3600))
+            continue
+        # Its next occurrence is today while the day has not wrapped around (slot 0 is midnight).
+        today = min(seconds, SLOT_S) if of_day >= first else 0.0
+        if today:
+            out.append((forecast * level, today / 3600))
+        if seconds > today:
+            out.append((forecast, (seconds - today) / 3600))
     return out
 
 

@@ -7,8 +7,9 @@ runs the very same function.
 Order of work in `decide()`:
 
 1. Demand: `lam = rate + pending / drain_s + rejected rate`, the highest of the last
-   `scale_up_window_s`; if Triton's queue time per request, with every replica ready, exceeds both
-   its target and `queue_time_factor` times the modelled mean wait, the demand of one more replica.
+   `scale_up_window_s`; if Triton's queue time per request, with every replica ready for at least
+   `queue_time_settle_s`, exceeds both its target and `queue_time_factor` times the modelled mean
+   wait, the demand of one more replica.
 2. Per variant: the fewest replicas whose modelled p99 (`queueing`) meets the SLO at that demand
    times `headroom` (scale-down: the window's peak times `scale_down_margin` too).
 3. Choice: keep the current variant unless another is cheaper by `switch_margin` (after
@@ -73,6 +74,9 @@ class PolicyConfig:
             if it is also `queue_time_factor` times the modelled mean wait; None means a quarter of the
             SLO's slack over the variant's p99 service time.
         queue_time_factor: See `queue_time_target_us`.
+        queue_time_settle_s: Trust the queue time only once every replica has been ready this long
+            (the 30-s metrics window plus one sync): until then the window still holds the requests
+            that queued before the last replicas served, and it would plan one replica too many.
         scale_down_stabilization_s: Scale down only to what the peak demand of this window needs.
         scale_down_margin: ... times that peak demand (hysteresis against 3-4-3 flapping).
         scale_up_window_s: Scale up for the peak demand of this (short) window: short bursts recur.
@@ -92,6 +96,7 @@ class PolicyConfig:
     drain_s: float = 30.0
     queue_time_target_us: float | None = None
     queue_time_factor: float = 2.0
+    queue_time_settle_s: float = 45.0
     scale_down_stabilization_s: float = 300.0
     scale_down_margin: float = 1.1
     scale_up_window_s: float = 60.0
@@ -118,6 +123,7 @@ class PolicyState:
         variant_since: When the current variant was chosen.
         profile: The rate wanted per slot of the day, for monthly pacing (`pacing`).
         budget_limited: The budget bound the last decision (its variant was not chosen freely).
+        ready_since: Since when every requested replica has been ready (None: not all are).
     """
 
     variant: str = ""
@@ -126,6 +132,7 @@ class PolicyState:
     variant_since: float = 0.0
     profile: pacing.DemandProfile = dataclasses.field(default_factory=pacing.DemandProfile)
     budget_limited: bool = False
+    ready_since: float | None = None
 
     def to_status(self) -> dict[str, Any]:
         """Plain JSON-able dict for the CR's status (no floats that JSON cannot carry)."""
@@ -136,6 +143,7 @@ class PolicyState:
             "variantSince": round(self.variant_since, 3),
             "profile": self.profile.to_status(),
             "budgetLimited": self.budget_limited,
+            "readySince": None if self.ready_since is None else round(self.ready_since, 3),
         }
 
     @classmethod
@@ -151,6 +159,7 @@ class PolicyState:
                 variant_since=float(raw.get("variantSince", 0.0)),
                 profile=pacing.DemandProfile.from_status(raw.get("profile")),
                 budget_limited=bool(raw.get("budgetLimited", False)),
+                ready_since=None if raw.get("readySince") is None else float(raw["readySince"]),
             )
         except (TypeError, ValueError):
             return cls()
@@ -534,12 +543,15 @@ def decide(
     else:
         demand = observed_demand(config, obs.load)
     window_start = obs.now - config.scale_down_stabilization_s
-    # Only with every requested replica ready: while some start, a long queue is expected.
+    all_ready = current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas
+    ready_since = (state.ready_since if state.ready_since is not None else obs.now) if all_ready else None
+    # Only once every requested replica has been ready for a metrics window: while some start, and
+    # while the window still holds the backlog from before they served, a long queue is expected.
     if (
         obs.load is not None
         and current is not None
-        and state.replicas > 0
-        and obs.ready_replicas == state.replicas
+        and ready_since is not None
+        and obs.now - ready_since >= config.queue_time_settle_s
     ):
         # Triton's queue time well above what the model predicts for this fleet means the model
         # underestimates the need: plan for one replica more, remembered like any other demand.
@@ -619,6 +631,8 @@ def decide(
         variant_since=variant_since,
         profile=profile,
         budget_limited=bool(given_up),
+        # A fleet that changes starts its settling again (new replicas are not ready yet).
+        ready_since=ready_since if (choice.name, replicas) == (state.variant, state.replicas) else None,
     )
     return Decision(
         variant=choice.name,

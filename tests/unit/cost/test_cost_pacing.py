@@ -1,5 +1,6 @@
 """Monthly pacing: the demand profile, the threshold and the allowance, state in and state out."""
 
+import dataclasses
 import json
 import math
 
@@ -144,4 +145,36 @@ def test_unseen_slots_are_forecast_at_the_current_need() -> None:
 def test_forecast_slots_cover_exactly_the_hours_left(now: float, hours_left: float) -> None:
     slots = pacing._future_slots(_day_profile(), now, hours_left, PEAK)
     assert sum(hours for _, hours in slots) == pytest.approx(hours_left)
-    assert len(slots) <= pacing.SLOTS_PER_DAY + 1
+    assert len(slots) <= 2 * pacing.SLOTS_PER_DAY + 1  # each slot of the day: today's, later days'
+
+
+def test_one_slots_burst_does_not_make_it_the_dearest_of_the_day() -> None:
+    profile = _day_profile()
+    burst = 2.0 * 3600  # 02:00-02:15 had a burst yesterday
+    needs = list(profile.needs)
+    needs[int(burst // pacing.SLOT_S)] = 5 * PEAK
+    spiky = dataclasses.replace(profile, needs=tuple(needs))
+    assert spiky.forecast(burst) == pytest.approx(NIGHT)
+    # A plateau of several slots is kept: that is the daily curve, not a burst.
+    assert spiky.forecast(13 * 3600.0) == pytest.approx(PEAK)
+    assert spiky.forecast(12 * 3600.0) == pytest.approx(PEAK)  # its first slot (night before it)
+
+
+def test_a_busy_day_forecasts_the_rest_of_today_higher() -> None:
+    profile = _day_profile()
+    assert profile.level() == 1.0  # the first day had nothing to be compared with
+    # The next day runs 30 % above the profile from midnight to 10:00.
+    for t in range(int(DAY), int(DAY + 10 * 3600) + 1, 60):
+        profile = profile.observe(float(t), 1.3 * NIGHT)
+    assert profile.level() == pytest.approx(1.3, rel=0.01)
+    now = DAY + 10 * 3600.0
+    slots = pacing._future_slots(profile, now, 30.0, NIGHT)  # until 16:00 tomorrow
+
+    def hours_at(need: float) -> float:
+        return sum(h for n, h in slots if n == pytest.approx(need, rel=0.01))
+
+    assert slots[0][0] == pytest.approx(1.3 * NIGHT, rel=0.01)  # this slot is today's
+    assert hours_at(1.3 * PEAK) == pytest.approx(6.0)  # today's peak, 12:00-18:00, scaled
+    assert hours_at(PEAK) == pytest.approx(4.0)  # tomorrow's, 12:00-16:00, at the profile
+    back = pacing.DemandProfile.from_status(json.loads(json.dumps(profile.to_status())))
+    assert back.level() == pytest.approx(profile.level(), rel=1e-3)

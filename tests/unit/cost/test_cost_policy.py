@@ -244,16 +244,24 @@ def test_backlog_and_rejections_raise_the_planned_demand() -> None:
 def test_long_triton_queue_with_all_replicas_ready_adds_a_replica() -> None:
     state = decide(300, policy.PolicyState(), 0, variants=(GPU,)).state
     assert state.replicas == 1
-    obs = policy.Observation(
-        now=15, load=LoadSample(request_rate=300, queue_us_per_request=40_000), ready_replicas=1
-    )
-    d = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, obs)
-    assert d.replicas == 2
+
+    def at(now: float, ready: int) -> policy.Observation:
+        load = LoadSample(request_rate=300, queue_us_per_request=40_000)
+        return policy.Observation(now=now, load=load, ready_replicas=ready)
+
+    # The first decision that sees every replica ready only starts the settling time: the metrics
+    # window may still hold the backlog from before the replica served.
+    d = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, at(15, 1))
+    assert d.replicas == 1 and d.state.ready_since == 15
+    for now in (30, 45):
+        d = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, d.state, at(now, 1))
+        assert d.replicas == 1
+    d = policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, d.state, at(60, 1))
+    assert d.replicas == 2  # settled and still queueing: the model underestimates the need
+    assert d.state.ready_since is None  # the new replica has to become ready first
     # While a replica is still starting the same queue is expected and adds nothing.
-    starting = policy.Observation(
-        now=15, load=LoadSample(request_rate=300, queue_us_per_request=40_000), ready_replicas=0
-    )
-    assert policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, starting).replicas == 1
+    settled = dataclasses.replace(state, ready_since=0.0)
+    assert policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, settled, at(60, 0)).replicas == 1
 
 
 def test_missing_metrics_hold_the_fleet_instead_of_scaling_down() -> None:
@@ -297,5 +305,7 @@ def test_policy_state_round_trips_through_status() -> None:
         state.variant_since,
     )
     assert back.to_status() == raw
+    settled = dataclasses.replace(state, ready_since=1_700_000_015.0)
+    assert policy.PolicyState.from_status(settled.to_status()).ready_since == settled.ready_since
     assert policy.PolicyState.from_status({"replicas": "many"}) == policy.PolicyState()
     assert policy.PolicyState.from_status(None) == policy.PolicyState()
