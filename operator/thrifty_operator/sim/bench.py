@@ -73,7 +73,8 @@ def _scenarios(trace_path: Path) -> list[Scenario]:
     ]
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
+    """Print one line at once (progress shows while scenarios run)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -200,18 +201,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = _check(result, binding, bound)
         overran |= result["policies"]["thrifty"]["budget_overrun"] > 0
         load = result["load"]
-        _say(
+        say(
             f"\n== {sc.name}: {load['seconds'] / 3600:.1f} h, mean {load['mean_rps']:.0f} req/s, "
             f"peak/mean (1-min) {load['peak_to_mean_per_minute']:.2f}, p99 SLO {SLO_MS:g} ms, "
             f"budget/h {budget.per_hour}, budget/period {budget.per_month and round(budget.per_month, 3)} "
             f"[{time.monotonic() - t0:.1f} s]"
         )
-        _say(format_table(result))
+        say(format_table(result))
         for name, ok, detail in checks:
             status = "n/a" if ok is None else "MET" if ok else "MISSED"
-            _say(f"  {status:<6} {name}: {detail}")
+            say(f"  {status:<6} {name}: {detail}")
         for line in context:
-            _say(f"  info   {line}")
+            say(f"  info   {line}")
         summary[sc.name] = {
             "budget": {"per_hour": budget.per_hour, "per_period": budget.per_month},
             "load": {k: v for k, v in load.items() if k != "rps_per_minute"},
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_plot(result, args.out / f"{sc.name}.png", sc.name, budget.per_month)
     (args.out / "results.json").write_text(json.dumps(summary, indent=1))
-    _say(f"\nwrote {args.out}/results.json and one PNG per scenario in {time.monotonic() - started:.0f} s")
+    say(f"\nwrote {args.out}/results.json and one PNG per scenario in {time.monotonic() - started:.0f} s")
     return 1 if overran else 0
 
 

@@ -300,3 +300,13 @@ def test_cli_sets_the_hpa_utilisation_target(tmp_path: Path, capsys: pytest.Capt
         cli.main(["--generate", "--out", "unused", "--hpa-target", "1.5"])
     assert exit_info.value.code == 2
     assert "(0, 1]" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_monthly_cap_sweep_reports_each_run_and_never_overruns(capsys: pytest.CaptureFixture[str]) -> None:
+    from thrifty_operator.sim import sweep
+
+    assert sweep.main(["--seeds", "3", "--shares", "0.7", "--days", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "   3   0.70" in out
+    assert "runs that overran the budget: 0" in out
+    assert "burn-in:" in out and "cold:" in out
