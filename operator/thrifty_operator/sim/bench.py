@@ -180,13 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.monotonic()
         capacity = catalog.load_capacity(sc.capacity, pools)
         counts = sc.load()
-        per_month = None
         if sc.month_share_of_oracle is not None:
             o1 = oracle.cheapest(counts, capacity.variants, pools, SLO_MS)
-            per_month = (
-                sc.month_share_of_oracle * o1.total_cost * experiment.HOURS_PER_MONTH * 3600 / len(counts)
-            )
-        budget = experiment.period_budget(sc.per_hour, per_month, len(counts))
+            budget = experiment.share_of_cost_budget(sc.month_share_of_oracle, o1.total_cost, sc.per_hour)
+        else:
+            budget = experiment.period_budget(sc.per_hour, None, len(counts))
         cfg = simulate.SimConfig(slo_ms=SLO_MS, budget=budget)
         burn_in = sc.burn_in() if sc.burn_in else None
         result = experiment.run_all(counts, capacity, pools, cfg, burn_in=burn_in)

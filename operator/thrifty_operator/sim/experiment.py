@@ -26,6 +26,11 @@ def period_budget(per_hour: float | None, per_month: float | None, seconds: int)
     return budgets.Budget(per_hour=per_hour, per_month=month)
 
 
+def share_of_cost_budget(share: float, cost: float, per_hour: float | None = None) -> budgets.Budget:
+    """A period cap of `share` times `cost` (an oracle's cost for the same period), already pro-rated."""
+    return budgets.Budget(per_hour=per_hour, per_month=share * cost)
+
+
 def run_all(
     counts: npt.NDArray[np.int64],
     capacity: CapacityModel,
@@ -59,7 +64,7 @@ def run_all(
     minutes = n // w
     per_minute = counts[: minutes * w].reshape(minutes, w).mean(axis=1)
     # Dynamic policies start sized for the mean rate of the first 5 minutes of what they replay first.
-    initial_rate = _initial_rate(counts, burn_in)
+    initial_rate = start_rate(counts, burn_in)
     results: dict[str, Any] = {}
     o1 = oracle.cheapest(
         counts, variants, pools, cfg.slo_ms, w, cfg.min_window_requests, cfg.min_replicas, cfg.max_replicas
@@ -135,7 +140,8 @@ def run_all(
     }
 
 
-def _initial_rate(counts: npt.NDArray[np.int64], burn_in: npt.NDArray[np.int64] | None) -> float:
+def start_rate(counts: npt.NDArray[np.int64], burn_in: npt.NDArray[np.int64] | None) -> float:
+    """The rate dynamic policies start sized for: the mean of the first 5 minutes they replay."""
     first = counts if burn_in is None else burn_in
     return float(first[:300].mean()) if len(first) else 0.0
 
@@ -169,7 +175,7 @@ def hpa_sweep(
     cap = baselines.budget_max_replicas(
         pools[selected.pool], selected, cfg.budget, len(counts) / 3600, cfg.max_replicas
     )
-    rate = _initial_rate(counts, burn_in)
+    rate = start_rate(counts, burn_in)
     out = []
     for t in targets:
         controller = baselines.HpaLike(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import baselines, catalog, experiment, generator, oracle, simulate
 from .bench import say
@@ -19,8 +20,17 @@ from .bench import say
 SLO_MS = 50.0
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+def _list_of(kind: type[float] | type[int], what: str) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"must be comma-separated {what}; got {text!r}")
+        return values
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         1 if Thrifty overran a budget, else 0.
     """
     ap = argparse.ArgumentParser(prog="bench-cost-sweep")
-    ap.add_argument("--seeds", default="3,4,5", help="comma-separated generator seeds")
-    ap.add_argument("--shares", default="0.6,0.8,0.95", help="monthly caps as shares of O1's cost")
+    seeds = _list_of(int, "positive whole numbers")
+    shares = _list_of(float, "positive numbers")
+    ap.add_argument("--seeds", type=seeds, default=[3, 4, 5], help="comma-separated generator seeds")
+    ap.add_argument(
+        "--shares", type=shares, default=[0.6, 0.8, 0.95], help="monthly caps as shares of O1's cost"
+    )
     ap.add_argument("--mean-rps", type=float, default=300.0)
     ap.add_argument("--days", type=float, default=2.0, help="length of the measured load")
     args = ap.parse_args(argv)
@@ -43,23 +57,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios: dict[str, list[float]] = {"burn-in": [], "cold": []}
     overruns = 0
     say("seed  share   O2 SLO  thrifty (burn-in)   thrifty (cold)")
-    for seed in (int(s) for s in _floats(args.seeds)):
+    for seed in args.seeds:
         counts = generator.diurnal(args.days, args.mean_rps, 2.5, seed=seed)
         day_before = generator.diurnal(1.0, args.mean_rps, 2.5, seed=seed + 1000)
         o1 = oracle.cheapest(counts, capacity.variants, pools, SLO_MS)
-        for share in _floats(args.shares):
-            per_month = share * o1.total_cost * experiment.HOURS_PER_MONTH * 3600 / len(counts)
-            budget = experiment.period_budget(None, per_month, len(counts))
+        for share in args.shares:
+            budget = experiment.share_of_cost_budget(share, o1.total_cost)
             cfg = simulate.SimConfig(slo_ms=SLO_MS, budget=budget)
             o2 = oracle.best_within_budget(counts, capacity.variants, pools, SLO_MS, budget)
             cells = []
             for kind, burn_in in (("burn-in", day_before), ("cold", None)):
-                first = counts if burn_in is None else burn_in
                 controller = baselines.Thrifty(
                     capacity.variants,
                     pools,
                     cfg,
-                    initial_rate=float(first[:300].mean()),
+                    initial_rate=experiment.start_rate(counts, burn_in),
                     period_h=len(counts) / 3600,
                 )
                 r = simulate.run(controller, counts, capacity.variants, pools, cfg, burn_in=burn_in)

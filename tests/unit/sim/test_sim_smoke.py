@@ -310,3 +310,12 @@ def test_monthly_cap_sweep_reports_each_run_and_never_overruns(capsys: pytest.Ca
     assert "   3   0.70" in out
     assert "runs that overran the budget: 0" in out
     assert "burn-in:" in out and "cold:" in out
+
+
+def test_monthly_cap_sweep_rejects_a_malformed_list_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from thrifty_operator.sim import sweep
+
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(["--seeds", "3,x"])
+    assert exit_info.value.code == 2
+    assert "comma-separated positive whole numbers" in capsys.readouterr().err.strip().splitlines()[-1]
