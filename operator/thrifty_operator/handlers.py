@@ -41,6 +41,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     # Handlers do blocking API calls in threads; enough workers for many models reconciling at once.
     settings.execution.max_workers = 32
+    # A deleted model waits for its timer to finish a running reconcile (a thread cannot be cancelled).
+    # kopf's defaults check again only after 60 s, so `kubectl delete` hung for a minute whenever the
+    # deletion met a running timer; a reconcile takes a few seconds at most.
+    settings.background.instant_exit_timeout = 10.0
+    settings.background.cancellation_polling = 2.0
 
 
 def _catalogue() -> config.PoolCatalogue:
