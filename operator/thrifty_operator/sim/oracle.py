@@ -20,6 +20,9 @@ late, a second with `a` arrivals on `c` ready replicas having `queueing.late_fra
 * `cost_lower_bound`: the dual relaxation, a lower bound on the cost of any plan that meets at least
   a given share of the windows (what a target "cheaper than X at equal or better SLO" can be held
   against): the floor plus the cheapest extras of that many windows.
+* `cost_lower_bound_within_actions`: the same bound for plans that also change their fleet at most a
+  given number of times ("... with at most half its scaling actions"), by Lagrangian duality over a
+  dynamic programme on (fleet, changes so far).
 """
 
 from __future__ import annotations
@@ -428,6 +431,88 @@ def cost_lower_bound(
     chosen = np.zeros(len(prices.extra), dtype=np.bool_)
     chosen[order[:k]] = True
     return _relaxed_plan("oracle-cost-bound", counts, variants, prices, chosen, slo_ms, window_s)
+
+
+def cost_lower_bound_within_actions(
+    counts: npt.NDArray[np.int64],
+    variants: Sequence[policy.Variant],
+    pools: Mapping[str, pricing.PoolPrice],
+    slo_ms: float,
+    attainment: float,
+    max_actions: int,
+    window_s: int = 60,
+    min_requests: int = 20,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+) -> float:
+    """A lower bound on the cost of any plan that meets at least `attainment` of the windows and
+    changes its fleet at most `max_actions` times (the starting fleet is free, as in the simulator).
+
+    Same relaxation as `cost_lower_bound` (start-up billing ignored, one fleet per 60-s window), with
+    the number of changes bounded: see `dual_bound`. The arguments are those of `cost_lower_bound`,
+    plus `max_actions` (>= 0). Returns the bound (money over the trace), `math.inf` when no such plan
+    meets that many windows.
+    """
+    needs, space = _needs_and_fleets(
+        counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas
+    )
+    eligible = _eligible(counts, window_s, min_requests)
+    met = np.array([_meets(space, needs, w) & eligible[w] for w in range(len(needs[0]))], dtype=np.float64)
+    required = math.ceil(attainment * int(eligible.sum()) - 1e-9)
+    return dual_bound(space.rate * window_s / 3600, met, required, max_actions)
+
+
+def dual_bound(
+    run_cost: npt.NDArray[np.float64], met: npt.NDArray[np.float64], required: int, max_actions: int
+) -> float:
+    """Lower bound on min cost s.t. windows met >= `required` and fleet changes <= `max_actions`.
+
+    Weak duality: for any price `lam` >= 0 of a met window, every plan that meets `required` windows
+    costs at least `min over plans (cost - lam * met) + lam * required`, the minimum taken over plans
+    with at most `max_actions` changes. Any price gives a valid bound: the best of a log grid, then of
+    a finer grid around it, is returned.
+
+    Args:
+        run_cost: Cost of running each fleet for one window, shape (fleets,).
+        met: 1 where a fleet meets an (eligible) window, shape (windows, fleets).
+        required: Windows that must be met.
+        max_actions: Most changes of fleet between consecutive windows.
+
+    Returns:
+        The bound; `math.inf` when no plan within `max_actions` meets `required` windows.
+    """
+    n_windows = met.shape[0]
+    changes = max(0, min(max_actions, n_windows - 1))
+    most = -_min_within_changes(np.zeros_like(run_cost), met, np.ones(1), changes)[0]
+    if most < required - 1e-9:
+        return math.inf
+    # Above `top` one window outweighs any plan's whole cost; below `low` no window is worth a fleet.
+    top = float(run_cost.max()) * n_windows + 1.0
+    low = max(float(np.diff(np.unique(run_cost)).min(initial=top)), 1e-9) * 1e-3
+    grid = np.geomspace(low, top, 48)
+    best = _min_within_changes(run_cost, met, grid, changes) + grid * required
+    at = int(np.argmax(best))
+    fine = np.geomspace(grid[max(0, at - 1)], grid[min(len(grid) - 1, at + 1)], 48)
+    finer = _min_within_changes(run_cost, met, fine, changes) + fine * required
+    return float(max(0.0, best.max(), finer.max()))
+
+
+def _min_within_changes(
+    run_cost: npt.NDArray[np.float64],
+    met: npt.NDArray[np.float64],
+    lam: npt.NDArray[np.float64],
+    changes: int,
+) -> npt.NDArray[np.float64]:
+    """Per price in `lam`, min over plans with at most `changes` fleet changes of cost - lam * met."""
+    v = np.full((len(lam), changes + 1, len(run_cost)), np.inf)
+    v[:, 0, :] = run_cost[None, :] - lam[:, None] * met[0][None, :]
+    for w in range(1, met.shape[0]):
+        # Stay on a fleet, or change to any fleet from the best one with one change fewer.
+        moved = np.full_like(v, np.inf)
+        moved[:, 1:, :] = v[:, :-1, :].min(axis=2, keepdims=True)
+        v = np.minimum(v, moved) + (run_cost[None, :] - lam[:, None] * met[w][None, :])[:, None, :]
+    out: npt.NDArray[np.float64] = v.reshape(len(lam), -1).min(axis=1)
+    return out
 
 
 def _fill(

@@ -1,6 +1,8 @@
 """Simulator smoke tests on a short slice of the Azure trace and on generated load."""
 
+import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +160,43 @@ def test_cost_lower_bound_is_below_every_plan_at_its_attainment(
         assert bound.total_cost <= e["total_cost"]
         bounds.append(bound.total_cost)
     assert bounds == sorted(bounds)
+    for e, anyhow in zip(sweep, bounds, strict=True):
+        # Fewer changes allowed never lowers the bound; the policy's own actions never exceed it.
+        within = oracle.cost_lower_bound_within_actions(
+            counts, capacity.variants, pools, 50, e["slo_attainment"], e["scaling_actions"]
+        )
+        assert anyhow - 1e-6 <= within <= e["total_cost"]
     # Meeting nothing costs the floor: one c7i node (two CPU replicas) for the whole period.
     floor = oracle.cost_lower_bound(counts, capacity.variants, pools, 50, 0.0)
     assert floor.total_cost == pytest.approx(0.1785 * len(counts) / 3600)
+
+
+def test_dual_bound_never_exceeds_the_best_plan_within_the_action_limit() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        windows, fleets = int(rng.integers(2, 6)), int(rng.integers(1, 4))
+        run_cost = rng.uniform(0.1, 1.0, fleets)
+        met = (rng.uniform(size=(windows, fleets)) < 0.5).astype(np.float64)
+        actions, required = int(rng.integers(0, windows)), int(rng.integers(0, windows + 1))
+        best = math.inf
+        for plan in itertools.product(range(fleets), repeat=windows):
+            changes = sum(a != b for a, b in itertools.pairwise(plan))
+            if changes <= actions and sum(met[w, f] for w, f in enumerate(plan)) >= required:
+                best = min(best, float(run_cost[list(plan)].sum()))
+        bound = oracle.dual_bound(run_cost, met, required, actions)
+        assert math.isinf(bound) == math.isinf(best)
+        assert bound <= best + 1e-9
+
+
+def test_dual_bound_rises_when_actions_are_scarce() -> None:
+    # A cheap fleet meets windows 0 and 2, a dear one meets all three: meeting all three costs 1+3+1
+    # with two changes, and 3+3+3 with none.
+    run_cost = np.array([1.0, 3.0])
+    met = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    assert oracle.dual_bound(run_cost, met, 3, 2) == pytest.approx(5.0)
+    assert oracle.dual_bound(run_cost, met, 3, 0) == pytest.approx(9.0)
+    # One change: cheap-dear-dear or dear-dear-cheap, 7.
+    assert oracle.dual_bound(run_cost, met, 3, 1) == pytest.approx(7.0)
 
 
 def test_measured_capacity_profile_ships_and_loads() -> None:
