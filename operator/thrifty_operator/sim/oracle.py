@@ -218,6 +218,13 @@ def _meets(space: _States, needs: Sequence[npt.NDArray[np.int64]], w: int) -> np
     return met
 
 
+def _met_windows(
+    space: _States, needs: Sequence[npt.NDArray[np.int64]], eligible: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """1 where a fleet meets an eligible window, shape (windows, fleets)."""
+    return np.array([_meets(space, needs, w) & eligible[w] for w in range(len(eligible))], dtype=np.float64)
+
+
 def _backtrack(back: npt.NDArray[np.int64], last: int) -> list[int]:
     path = [last]
     for w in range(len(back) - 1, 0, -1):
@@ -457,7 +464,7 @@ def cost_lower_bound_within_actions(
         counts, variants, pools, slo_ms, window_s, min_requests, min_replicas, max_replicas
     )
     eligible = _eligible(counts, window_s, min_requests)
-    met = np.array([_meets(space, needs, w) & eligible[w] for w in range(len(needs[0]))], dtype=np.float64)
+    met = _met_windows(space, needs, eligible)
     required = math.ceil(attainment * int(eligible.sum()) - 1e-9)
     return dual_bound(space.rate * window_s / 3600, met, required, max_actions)
 
@@ -571,7 +578,7 @@ def best_within_budget(
     allowed = space.rate <= hour_cap * (1 + 1e-9)
     if not allowed.any():
         allowed = space.rate == space.rate.min()
-    met = np.array([_meets(space, needs, w) & eligible[w] for w in range(n_windows)], dtype=np.float64)
+    met = _met_windows(space, needs, eligible)
     run_cost = space.rate * window_s / 3600
 
     def solve(lam: float) -> list[int]:
