@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml operator/pyproject.toml converters/pyproject.
 venv: $(VENV)/.installed ## Create or update the Python environment
 
 .PHONY: binaries
-binaries: ## Build etcd, kube-*, kubectl, kwok and helm from pinned Go modules (cached)
+binaries: node-binaries ## Build etcd, kube-*, kubectl, kwok, helm and Prometheus (and the node's) from pinned Go modules (cached)
 	tools/build.sh
 
 include mk/*.mk

@@ -21,8 +21,9 @@ chart-install: cluster-up ## helm install (or upgrade) the chart into the local 
 	$(HELM) upgrade --install thrifty $(CHART) --namespace thrifty-system --create-namespace \
 		-f $(CHART_CI_VALUES) --take-ownership --wait=false
 
-.PHONY: images
-images: ## docker build the three images (needs a Docker engine; see docs/images.md)
+.PHONY: docker-images
+docker-images: ## docker build the four images on a machine with Docker (`make images` needs none; docs/images.md)
 	docker build --target operator -t $(IMAGE_PREFIX)/thrifty-operator:$(IMAGE_TAG) .
 	docker build --target converter -t $(IMAGE_PREFIX)/thrifty-converter:$(IMAGE_TAG) .
+	docker build --target triton-cpu -t $(IMAGE_PREFIX)/thrifty-triton-cpu:$(IMAGE_TAG) .
 	docker build --target converter-gpu -t $(IMAGE_PREFIX)/thrifty-converter-gpu:$(IMAGE_TAG) .

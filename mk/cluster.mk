@@ -4,7 +4,7 @@ KUBECTL := $(CURDIR)/.testbed/bin/kubectl --kubeconfig=$(KUBECONFIG_LOCAL)
 HELM := $(CURDIR)/.testbed/bin/helm --kubeconfig=$(KUBECONFIG_LOCAL)
 
 .PHONY: cluster-up
-cluster-up: $(VENV)/.installed binaries ## Start the local cluster in the background (idempotent); prints the kubeconfig path
+cluster-up: $(VENV)/.installed binaries images ## Start the local cluster and its real node in the background (idempotent); prints the kubeconfig path
 	$(VENV)/bin/thrifty-testbed up
 
 .PHONY: cluster-down

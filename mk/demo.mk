@@ -3,5 +3,5 @@
 DEMO_ARGS ?=
 
 .PHONY: demo
-demo: $(VENV)/.installed binaries ## MiniLM from TorchScript to a Triton answering on the local cluster (a few minutes)
+demo: $(VENV)/.installed binaries images ## MiniLM from TorchScript to a Triton answering on the local cluster (a few minutes)
 	HF_HUB_OFFLINE=1 $(PY) -m thrifty_testbed.demo $(DEMO_ARGS)

@@ -17,7 +17,7 @@ format: $(VENV)/.installed ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format $(PY_SOURCES) tests
 
 .PHONY: test
-test: $(VENV)/.installed binaries lint typecheck ## Everything: lint, types, unit, converters, cluster and end-to-end tests
+test: $(VENV)/.installed binaries images lint typecheck ## Everything: lint, types, unit, converters, cluster and end-to-end tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import errors, pipeline, report, signature, summary
+from . import errors, pipeline, report, signals, signature, summary
 
 EXIT_USER = 2
 EXIT_INTERNAL = 1
@@ -186,6 +186,7 @@ def _fail(argv: Sequence[str], message: str, status: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `thrifty-convert`; returns the exit status."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    signals.exit_on_sigterm()
     try:
         args = _parser().parse_args(raw)
     except SystemExit as e:  # argparse printed its usage error (or --help) already

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import signals
+
 
 class StoreError(RuntimeError):
     """A transfer failed; the message is one line for the user."""
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors are one line on stderr and exit status 2."""
     args = _parser().parse_args(argv)
+    signals.exit_on_sigterm()
     try:
         if args.command == "pull":
             print(f"thrifty-store: pulled {pull(args.uri, args.dir)} files from {args.uri}", file=sys.stderr)
@@ -112,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pull:
             pulled = pull(args.pull[0], pathlib.Path(args.pull[1]))
             print(f"thrifty-store: pulled {pulled} files from {args.pull[0]}", file=sys.stderr)
-        code = subprocess.run(cmd, check=False).returncode
+        child = subprocess.Popen(cmd)
+        signals.forward_sigterm(child)
+        code = child.wait()
         if code == 0 and args.push:
             pushed = push(pathlib.Path(args.push[0]), args.push[1])
             print(f"thrifty-store: pushed {pushed} files to {args.push[1]}", file=sys.stderr)

@@ -58,6 +58,12 @@ class Settings(pydantic_settings.BaseSettings):
     job_deadline_seconds: int = pydantic.Field(default=3600, gt=0)
     """activeDeadlineSeconds of conversion and profiling Jobs."""
 
+    converter_cpu_request: str = pydantic.Field(default="2", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    """CPU request of conversion and profiling Jobs (a node of the pool must have it free)."""
+
+    converter_memory_request: str = pydantic.Field(default="4Gi", pattern=r"^[0-9]+(Ki|Mi|Gi)$")
+    """Memory request of conversion and profiling Jobs; their limit is twice as much."""
+
     prometheus_url: str | None = pydantic.Field(default=None, pattern=r"^https?://")
     """Prometheus HTTP API (e.g. `http://prometheus.monitoring:9090`) that scrapes the Triton pods; when set,
     the scaler's load comes from PromQL instead of scraping each pod's metrics port."""

@@ -526,8 +526,9 @@ def plan(
     if spec.suspend:
         return not_ready("Suspended", "spec.suspend is true: scaled to zero")
     serving_now = dep is not None and dep.variant == choice.result.name and dep.pool == choice.pool.name
-    if not (serving_now and not applying and dep and dep.rolled_out and dep.ready_replicas >= 1):
-        return not_ready("RollingOut", f"{ready_replicas}/{desired} Triton replicas ready")
+    rolled_out = serving_now and not applying and dep is not None and dep.rolled_out
+    if not (rolled_out and dep and dep.ready_replicas >= 1):
+        return not_ready(*_unready(stored_status, rolled_out, ready_replicas, desired))
     computed.append(
         conditions.Condition(
             type="Ready",
@@ -537,6 +538,18 @@ def plan(
         )
     )
     return finish(True)
+
+
+def _unready(stored_status: Mapping[str, Any], rolled_out: bool, ready: int, desired: int) -> tuple[str, str]:
+    """Reason and message of Ready=False while the Deployment serving the choice has no ready replica."""
+    before = (conditions.find(stored_status.get("conditions", []), "Ready") or {}).get("reason")
+    if rolled_out and before in ("Serving", "ReplicasUnavailable"):
+        # It served, and none is ready now: a replica died or its node went away; the Deployment replaces it.
+        return (
+            "ReplicasUnavailable",
+            f"0/{desired} Triton replicas ready: waiting for the Deployment to replace them",
+        )
+    return "RollingOut", f"{ready}/{desired} Triton replicas ready"
 
 
 _EVENT_REASONS = {
@@ -558,7 +571,7 @@ def _events(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, An
         if previous and previous.get("status") == cond["status"] and previous.get("reason") == cond["reason"]:
             continue
         if cond["type"] == "Ready" and cond["status"] == "False":
-            if cond["reason"] in {"UnknownPool", "NoCPUPool"}:
+            if cond["reason"] in {"UnknownPool", "NoCPUPool", "ReplicasUnavailable"}:
                 events.append(Event(type="Warning", reason=cond["reason"], message=cond["message"]))
             continue
         kind = _EVENT_REASONS.get((cond["type"], cond["status"]))

@@ -23,11 +23,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import yaml
 
+from . import node as real_node
 from . import nodes, pki
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,20 @@ log = logging.getLogger(__name__)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".testbed" / "cluster"
 DEFAULT_BIN_DIR = REPO_ROOT / ".testbed" / "bin"
+DEFAULT_NODE_BIN_DIR = REPO_ROOT / ".testbed" / "node-bin"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
-# Pods with this label are run by thrifty_testbed.kubelet as local processes; KWOK leaves them alone.
-LOCAL_KUBELET_LABEL = "testbed.thrifty.dev/kubelet"
-_NO_PROXY = "127.0.0.1,localhost,::1"
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "provisioner",
+    *real_node.COMPONENTS,
+)
+# KWOK's pod stages leave pods with this label alone: they stay Pending, as if their work took long.
+KWOK_HOLD_LABEL = "testbed.thrifty.dev/kwok-hold"
+_NO_PROXY = f"127.0.0.1,localhost,::1,{real_node.GATEWAY},{real_node.POD_CIDR},{real_node.SERVICE_CIDR}"
 
 
 class ClusterError(RuntimeError):
@@ -79,28 +89,44 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _in_cpu_pool(node_manifest: dict[str, Any]) -> bool:
+    return bool(node_manifest["metadata"]["labels"].get(nodes.POOL_LABEL) == nodes.CPU_POOL.name)
+
+
 def kwok_stages() -> str:
-    """KWOK's fast node and pod stages, with pod stages skipping pods the local kubelet runs."""
+    """KWOK's fast node and pod stages, with pod stages skipping pods labelled KWOK_HOLD_LABEL."""
     documents: list[dict[str, Any]] = []
     folder = importlib.resources.files("thrifty_testbed") / "kwok"
     for name in ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete"):
         stage = yaml.safe_load((folder / f"{name}.yaml").read_text())
         if stage["spec"]["resourceRef"]["kind"] == "Pod":
             stage["spec"]["selector"]["matchExpressions"].append(
-                {"key": f'.metadata.labels["{LOCAL_KUBELET_LABEL}"]', "operator": "DoesNotExist"}
+                {"key": f'.metadata.labels["{KWOK_HOLD_LABEL}"]', "operator": "DoesNotExist"}
             )
         documents.append(stage)
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
 class LocalCluster:
-    """One local control plane, described by its state folder."""
+    """One local control plane, described by its state folder.
+
+    With `node` (the default) it also runs the real node (thrifty_testbed.node) as the CPU pool, and KWOK
+    simulates only the GPU pool; without it (the operator benchmark's dedicated clusters) KWOK simulates both.
+    One machine holds at most one real node.
+    """
 
     def __init__(
-        self, state_dir: pathlib.Path = DEFAULT_STATE_DIR, bin_dir: pathlib.Path = DEFAULT_BIN_DIR
+        self,
+        state_dir: pathlib.Path = DEFAULT_STATE_DIR,
+        bin_dir: pathlib.Path = DEFAULT_BIN_DIR,
+        *,
+        node: bool = True,
+        node_bin_dir: pathlib.Path = DEFAULT_NODE_BIN_DIR,
     ) -> None:
         self.state_dir = state_dir.resolve()
         self.bin_dir = bin_dir
+        self.with_node = node
+        self.node_bin_dir = node_bin_dir
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.logs = self.state_dir / "logs"
         self.audit_log = self.logs / "audit.log"
@@ -108,6 +134,13 @@ class LocalCluster:
         self._state_file = self.state_dir / "state.json"
         self._pki = pki.ensure_pki(self.state_dir / "pki") if self.state_dir.exists() else None
         self._children: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def node(self) -> real_node.Node:
+        """The real node (its processes run only when the cluster was started with `node`)."""
+        if self._pki is None:
+            raise ClusterError("the local cluster has never been started")
+        return real_node.Node(self.state_dir, self.node_bin_dir, self._pki)
 
     # ------------------------------------------------------------------ inspection
 
@@ -163,6 +196,12 @@ class LocalCluster:
                 raise ClusterError(
                     f"{self.bin_dir / binary} is missing: run `make binaries` (tools/build.sh)"
                 )
+        if self.with_node:
+            # Before anything starts: a missing prerequisite leaves nothing half-started behind.
+            try:
+                real_node.preflight(self.node_bin_dir)
+            except real_node.NodeError as err:
+                raise ClusterError(f"the real node cannot start: {err}") from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self._pki = pki.ensure_pki(self.state_dir / "pki")
@@ -179,6 +218,10 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         try:
             self._start_all(ports, pids, deadline)
+        except real_node.NodeError as err:
+            log.error("local cluster failed to start; logs in %s", self.logs)
+            self.stop()
+            raise ClusterError(f"the real node failed to start: {err}") from None
         except BaseException:
             log.error("local cluster failed to start; logs in %s", self.logs)
             self.stop()
@@ -186,7 +229,13 @@ class LocalCluster:
         return self.kubeconfig
 
     def _spawn(
-        self, name: str, args: Sequence[str], pids: dict[str, int], ports: Ports, program: Sequence[str] = ()
+        self,
+        name: str,
+        args: Sequence[str],
+        pids: dict[str, int],
+        ports: Ports,
+        program: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         out = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
@@ -194,7 +243,7 @@ class LocalCluster:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._env(),
+            env=self._env() | dict(env or {}),
             start_new_session=True,
         )
         out.close()
@@ -217,6 +266,8 @@ class LocalCluster:
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
         peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
         shutil.rmtree(d / "etcd", ignore_errors=True)
+        if self.with_node:
+            self.node.create_bridge()
         self._spawn(
             "etcd",
             [
@@ -241,8 +292,9 @@ class LocalCluster:
             "kube-apiserver",
             [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                # With the real node, pods reach the API server on the bridge's gateway address.
+                f"--bind-address={'0.0.0.0' if self.with_node else '127.0.0.1'}",  # noqa: S104
+                f"--advertise-address={real_node.GATEWAY if self.with_node else '127.0.0.1'}",
                 f"--secure-port={ports.apiserver}",
                 f"--tls-cert-file={p.admin_cert}",
                 f"--tls-private-key-file={p.admin_key}",
@@ -250,7 +302,13 @@ class LocalCluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={p.service_account_key}",
                 f"--service-account-signing-key-file={p.service_account_key}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                # The API server's own identity towards kubelets (logs, exec, port-forward).
+                f"--kubelet-client-certificate={p.admin_cert}",
+                f"--kubelet-client-key={p.admin_key}",
+                # The node's name resolves nowhere; its InternalIP is the bridge's gateway address.
+                "--kubelet-preferred-address-types=InternalIP",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 f"--cert-dir={d / 'apiserver'}",
                 "--allow-privileged=true",
@@ -328,8 +386,24 @@ class LocalCluster:
             ports,
             program=[sys.executable, "-m", "thrifty_testbed.provisioner"],
         )
+        if self.with_node:
+
+            def spawn(name: str, args: list[str], program: list[str], env: Mapping[str, str]) -> None:
+                self._spawn(name, args, pids, ports, program, env)
+
+            wait = lambda what, check: self._wait(what, check, deadline)  # noqa: E731
+            node_ports = self.node.start(api, spawn, wait)
+            state = self._state() or {}
+            self._state_file.write_text(json.dumps(state | {"node_ports": dataclasses.asdict(node_ports)}))
         manifest = d / "nodes.yaml"
-        manifest.write_text(yaml.safe_dump_all(nodes.all_nodes(), sort_keys=False))
+        simulated = nodes.all_nodes()
+        if self.with_node:
+            # The CPU pool's simulated nodes stay for tests that fake Job results (config/pools.kwok.yaml
+            # tolerates them); everything else lands on the real node.
+            for n in simulated:
+                if _in_cpu_pool(n):
+                    n["spec"]["taints"].append(dict(nodes.SIMULATED_TAINT))
+        manifest.write_text(yaml.safe_dump_all(simulated, sort_keys=False))
         self._wait(
             "node creation",
             lambda: self.kubectl("apply", "-f", str(manifest), check=False).returncode == 0,
@@ -365,7 +439,7 @@ class LocalCluster:
         if result.returncode != 0:
             return False
         items = json.loads(result.stdout)["items"]
-        expected = sum(pool.count for pool in nodes.POOLS)
+        expected = sum(pool.count for pool in nodes.POOLS) + (1 if self.with_node else 0)
         ready = [
             n
             for n in items
@@ -418,6 +492,8 @@ class LocalCluster:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
             self._state_file.unlink(missing_ok=True)
+        if self._pki is not None and (self.state_dir / "node").exists():
+            self.node.teardown()
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(1)

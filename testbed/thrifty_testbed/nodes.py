@@ -12,6 +12,8 @@ from typing import Any
 POOL_LABEL = "karpenter.sh/nodepool"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# On simulated CPU nodes beside the real node: only pods that ask for a simulated node land there.
+SIMULATED_TAINT = {"key": KWOK_ANNOTATION, "value": "fake", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True, kw_only=True)

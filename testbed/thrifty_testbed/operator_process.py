@@ -1,7 +1,8 @@
 """Run the real operator (`kopf run -m thrifty_operator.handlers`) as a local process.
 
-The chart's Deployment cannot run on KWOK's simulated nodes, so tests, the demo and the operator benchmark
-start the same program here, with the same THRIFTY_* settings the chart would give it.
+For tests that fake what Jobs report and for the operator benchmark: their models' pods go to KWOK's
+simulated nodes (config/pools.kwok.yaml), where nothing runs. The demo and the end-to-end tests run the
+chart's operator Deployment on the real node instead (thrifty_testbed.deploy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping
 
 from . import cluster
 
-POOLS = cluster.REPO_ROOT / "config" / "pools.local.yaml"
+POOLS = cluster.REPO_ROOT / "config" / "pools.kwok.yaml"
 
 
 @contextlib.contextmanager

@@ -110,6 +110,8 @@ def ensure_pki(directory: pathlib.Path) -> Pki:
     names += [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+        # The local node's bridge address, where pods reach the API server behind `kubernetes.default`.
+        x509.IPAddress(ipaddress.ip_address("10.244.0.1")),
     ]
     admin = (
         _builder(admin_name, ca_name, admin_key.public_key())
@@ -126,3 +128,40 @@ def ensure_pki(directory: pathlib.Path) -> Pki:
     _write_key(pki.admin_key, admin_key)
     _write_key(pki.service_account_key, sa_key)
     return pki
+
+
+def issue(
+    pki: Pki,
+    name: str,
+    common_name: str,
+    organization: str | None = None,
+    ip_addresses: tuple[str, ...] = (),
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """A client (and, with `ip_addresses`, serving) certificate signed by the testbed CA, written once
+    beside the CA as `<name>.crt` and `<name>.key`; returns both paths.
+
+    The kubelet gets `system:node:<node>` in `system:nodes` (so the Node authorizer and NodeRestriction
+    apply to it), kube-proxy `system:kube-proxy` (bound to `system:node-proxier` by default RBAC).
+    """
+    cert_path, key_path = pki.ca_cert.parent / f"{name}.crt", pki.ca_cert.parent / f"{name}.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = _key()
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = _builder(x509.Name(attributes), ca.subject, key.public_key())
+    if ip_addresses:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]),
+            critical=False,
+        )
+    cert = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(ca_key, hashes.SHA256())
+    _write_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path

@@ -80,7 +80,10 @@ def provision_once(core: CoreV1Api, root: pathlib.Path) -> int:
         if claim["spec"].get("volumeName"):
             continue
         pv = volume_for(claim, root)
-        pathlib.Path(pv["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
+        folder = pathlib.Path(pv["spec"]["hostPath"]["path"])
+        folder.mkdir(parents=True, exist_ok=True)
+        # Pods run as an unprivileged user and hostPath volumes ignore fsGroup: open the folder to them.
+        folder.chmod(0o777)
         try:
             core.create_persistent_volume(pv)  # type: ignore[arg-type]
             created += 1

@@ -193,7 +193,7 @@ def test_operator_adopts_running_job_after_restart(
     crds: LocalCluster, namespace: str, operator_log: pathlib.Path
 ) -> None:
     # Job pods stay Pending (as if converting for a long time): KWOK skips pods with this label.
-    hold = '{"testbed.thrifty.dev/kubelet": "none"}'
+    hold = '{"testbed.thrifty.dev/kwok-hold": "true"}'
     with running_operator(crds, namespace, operator_log, extra_pod_labels=hold) as proc:
         apply_manifest(crds, namespace, model_manifest())
         first = wait_for("a conversion Job", lambda: jobs_of(crds, namespace, "convert"), log=operator_log)[0]

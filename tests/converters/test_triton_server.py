@@ -17,7 +17,7 @@ from thrifty_converters.triton.errors import ServerError
 
 pytestmark = pytest.mark.triton
 
-# A loopback address other than 127.0.0.1, as the local kubelet stand-in gives each Triton pod.
+# A loopback address other than 127.0.0.1: servers bind the address they are given, not every address.
 HOST = "127.0.0.7"
 ONNX_MODEL = "tiny-py"
 OPENVINO_MODEL = "tiny-ov-py"

@@ -92,15 +92,54 @@ def test_chart_passes_one_namespace_flag_each_when_watch_namespaces_set() -> Non
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
 
 
-def test_chart_probes_kopf_liveness_endpoint() -> None:
+def test_chart_probes_kopf_health_endpoint_for_liveness_and_readiness() -> None:
     container = _container(_render())
     assert container["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container["readinessProbe"]["periodSeconds"] == 10
+    disabled = _container(_render(**{"readinessProbe.enabled": "false"}))
+    assert "readinessProbe" not in disabled
+    assert "livenessProbe" in disabled
+
+
+def test_chart_network_policy_admits_only_the_health_port() -> None:
+    manifests = _render()
+    policy = chart.one(manifests, "NetworkPolicy")
+    deployment = chart.one(manifests, "Deployment")
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+    # Ingress only (egress must reach the API server); from anywhere, to the health port only.
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (port,) = _container(manifests)["ports"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": port["containerPort"], "protocol": "TCP"}]}]
+    assert not chart.select(_render(**{"networkPolicy.enabled": "false"}), "NetworkPolicy")
+
+
+def test_chart_pins_images_by_digest_when_set() -> None:
+    digest = "sha256:" + "a" * 64
+    manifests = _render(
+        **{"image.digest": digest, "converter.image.digest": digest, "converter.gpuImage.digest": digest}
+    )
+    assert _container(manifests)["image"] == f"ghcr.io/thrifty-dev/thrifty-operator@{digest}"
+    env = _env(manifests)
+    assert env["THRIFTY_CONVERTER_IMAGE"] == f"ghcr.io/thrifty-dev/thrifty-converter@{digest}"
+    assert env["THRIFTY_CONVERTER_GPU_IMAGE"] == f"ghcr.io/thrifty-dev/thrifty-converter-gpu@{digest}"
+    # With a digest the policy-scanner skips for tag-addressed images go (test_policy_scan.py scans both).
+    annotations = chart.one(manifests, "Deployment")["metadata"]["annotations"]
+    assert [v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")] == [
+        "CKV_K8S_38"
+    ]
+    for key in ("converter.image.digest", "converter.gpuImage.digest"):
+        assert f"at '/{key.replace('.', '/')}'" in _fails("--set", f"{key}=latest")
 
 
 def test_chart_secures_operator_pod_by_default() -> None:
     pod = chart.one(_render(), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+    # The images' `thrifty` user, high enough never to map to a host account.
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsGroup"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = _container(_render())
     assert container["securityContext"] == {
@@ -108,7 +147,10 @@ def test_chart_secures_operator_pod_by_default() -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert "resources" not in container
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
 
 
 def test_chart_sets_every_operator_setting_from_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,10 +168,11 @@ def test_chart_sets_every_operator_setting_from_values(monkeypatch: pytest.Monke
     assert parsed.extra_pod_labels == {}
 
 
-def test_chart_ci_values_select_python_backend_and_local_kubelet_label() -> None:
+def test_chart_ci_values_select_python_backend_and_fit_jobs_on_the_local_node() -> None:
     env = _env(_render(local=True))
     assert env["THRIFTY_TRITON_BACKEND_MODE"] == "python"
-    assert json.loads(env["THRIFTY_EXTRA_POD_LABELS"]) == {"testbed.thrifty.dev/kubelet": "local"}
+    assert json.loads(env["THRIFTY_EXTRA_POD_LABELS"]) == {}
+    assert (env["THRIFTY_CONVERTER_CPU_REQUEST"], env["THRIFTY_CONVERTER_MEMORY_REQUEST"]) == ("1", "2Gi")
 
 
 def test_chart_pool_configmap_parses_as_catalogue_when_default() -> None:
@@ -200,7 +243,14 @@ def test_chart_omits_crd_and_policy_when_disabled() -> None:
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }
-    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap"} <= kinds
+    assert {
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "NetworkPolicy",
+    } <= kinds
 
 
 def test_chart_truncates_names_to_63_characters() -> None:

@@ -183,6 +183,34 @@ def test_plan_is_ready_when_rollout_completed() -> None:
     assert again.status["conditions"] == plan.status["conditions"]
 
 
+def test_plan_warns_when_every_replica_of_a_rolled_out_deployment_is_lost_and_recovers() -> None:
+    spec = _spec()
+    jobs = _profiled(
+        spec, _summary(_ok("onnx-int8-dynamic", 20, 60)), _summary(_ok("tensorrt-fp16", 2, 2000))
+    )
+
+    def serving(ready: int) -> pipeline.DeploymentState:
+        return pipeline.DeploymentState(
+            replicas=1,
+            ready_replicas=ready,
+            updated_replicas=1,
+            variant="tensorrt-fp16",
+            pool="gpu-l4",
+            rolled_out=True,
+        )
+
+    applying = _plan(spec, pipeline.Observed(jobs=jobs, deployment=serving(1)))
+    observed = {"jobs": jobs, "applied": _applied(applying)}
+    ready = _plan(spec, pipeline.Observed(deployment=serving(1), **observed), applying.status)
+    lost = _plan(spec, pipeline.Observed(deployment=serving(0), **observed), ready.status)
+    assert _conditions(lost)["Ready"] == ("False", "ReplicasUnavailable")
+    assert [(e.type, e.reason) for e in lost.events] == [("Warning", "ReplicasUnavailable")]
+    assert lost.apply == []
+    back = _plan(spec, pipeline.Observed(deployment=serving(1), **observed), lost.status)
+    assert _conditions(back)["Ready"] == ("True", "Serving")
+    assert [(e.type, e.reason) for e in back.events] == [("Normal", "Ready")]
+
+
 def test_plan_reports_no_feasible_variant_with_reasons() -> None:
     spec = _spec()
     cpu = _summary(
