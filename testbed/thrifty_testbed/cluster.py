@@ -267,6 +267,8 @@ class LocalCluster:
         peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
         shutil.rmtree(d / "etcd", ignore_errors=True)
         if self.with_node:
+            # What a node killed without `make cluster-down` (a CI timeout, a reboot) left on the machine.
+            self.node.teardown()
             self.node.create_bridge()
         self._spawn(
             "etcd",

@@ -50,7 +50,7 @@ EXAMPLE = cluster.REPO_ROOT / "examples" / "minilm.yaml"
 # of conversion and profiling on a small machine (`--all-variants` keeps them).
 QUICK_VARIANTS = ["onnx-fp32", "onnx-int8-dynamic", "onnx-fp16", "tensorrt-fp16"]
 # One Triton replica must fit on the 2-core real node beside the operator and a conversion Job.
-TRITON_REQUESTS = {"cpu": "1", "memory": "2Gi"}
+TRITON_REQUESTS = {"cpu": "500m", "memory": "2Gi"}
 SENTENCES = ("A cat sits on the warm windowsill.", "A kitten is resting in the sun by the window.")
 TRACE_LENGTH = 16  # tokens in the example used to trace; the exported graph keeps the length dynamic
 READY_TIMEOUT = 900.0

@@ -85,6 +85,8 @@ def install_operator(
     """`helm upgrade --install` the chart with the local values and images; wait until the operator pod
     is Ready on the real node; return the pod's name."""
     ensure_namespace(local, namespace)
+    # Images built since the cluster started (make images) reach the node's containerd first.
+    local.node.import_images(say=lambda line: None)
     values = chart_image_values() | dict(set_values or {})
     chart.helm(
         "upgrade",
@@ -192,33 +194,19 @@ def upload(source: pathlib.Path, folder: pathlib.Path, relative: str) -> pathlib
 @contextlib.contextmanager
 def port_forward(local: cluster.LocalCluster, namespace: str, service: str, port: int) -> Iterator[int]:
     """`kubectl port-forward svc/<service> :<port>`; yields the local port on 127.0.0.1."""
-    proc = subprocess.Popen(
-        [
-            str(local.bin_dir / "kubectl"),
-            f"--kubeconfig={local.kubeconfig}",
-            "port-forward",
-            "-n",
-            namespace,
-            f"svc/{service}",
-            f":{port}",
-            "--address=127.0.0.1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    argv = [str(local.bin_dir / "kubectl"), f"--kubeconfig={local.kubeconfig}", "port-forward"]
+    argv += ["-n", namespace, f"svc/{service}", f":{port}", "--address=127.0.0.1"]
+    # The context manager closes the pipe too (an open one warns when collected).
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        found = re.search(r"127\.0\.0\.1:(\d+) ->", line)
-        if not found:
-            raise DeployError(
-                f"kubectl port-forward svc/{service} failed: {line.strip()}{proc.stdout.read(2000)}"
-            )
-        yield int(found.group(1))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        try:
+            line = proc.stdout.readline()
+            found = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+            if not found:
+                raise DeployError(f"kubectl port-forward svc/{service} failed: {line.strip()}")
+            yield int(found.group(1))
+        finally:
+            proc.terminate()
 
 
 def run_pod(

@@ -343,13 +343,13 @@ def ca_bundle() -> pathlib.Path | None:
 
 
 def build(
-    target: str, address: str, base: BaseLayout, bin_dir: pathlib.Path = NODE_BIN, say: Say = print
+    target: str, address: str, base: BaseLayout, key: str, bin_dir: pathlib.Path = NODE_BIN, say: Say = print
 ) -> Image:
     """Build one Dockerfile target into an OCI archive; cached layers make an unchanged rebuild seconds."""
     bases = dockerfile_bases()
     out_dir = CACHE / "images" / "archives"
     out_dir.mkdir(parents=True, exist_ok=True)
-    archive = out_dir / f"{target}.tar"
+    archive = out_dir / f"{target}-{key}.tar"
     log = out_dir / f"{target}.log"
     log.write_text("")
     with tempfile.TemporaryDirectory() as tmp:
@@ -379,6 +379,10 @@ def build(
         _run(argv, log, f"building {target}")
         digest = json.loads(metadata.read_text())["containerimage.digest"]
         partial.rename(archive)
+    # One archive per target is kept: the converter's alone is gigabytes.
+    for older in out_dir.glob(f"{target}-*.tar"):
+        if older != archive:
+            older.unlink()
     size = uncompressed_size(archive)
     image = Image(
         target=target,
@@ -441,13 +445,57 @@ def uncompressed_size(archive: pathlib.Path) -> int:
     return total
 
 
+# What each target's build reads from the context (.dockerignore admits only these); the Dockerfile and the
+# base images count for every target.
+_TARGET_INPUTS = {
+    "operator": ("operator",),
+    "converter": ("converters",),
+    "triton-cpu": ("converters",),
+}
+
+
+def input_key(target: str, base: BaseLayout) -> str:
+    """A hash of everything the target's build reads; equal keys build the same layers."""
+    digest = hashlib.sha256()
+    for part in (_LAYOUT_RECIPE, target, DOCKERFILE.read_text(), json.dumps(base.digests, sort_keys=True)):
+        digest.update(part.encode() + b"\0")
+    for folder in _TARGET_INPUTS[target]:
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+                digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build_all(targets: Sequence[str] = TARGETS, say: Say = print) -> dict[str, Image]:
-    """Build every target and record them in .testbed/images.json."""
+    """Build every target whose inputs changed (by any clone: the cache is shared) and record them in
+    .testbed/images.json; an unchanged target is reused without starting BuildKit."""
     base = base_layout(say)
+    built_dir = CACHE / "images" / "built"
+    built_dir.mkdir(parents=True, exist_ok=True)
     images: dict[str, Image] = {}
-    with buildkitd() as address:
-        for target in targets:
-            images[target] = build(target, address, base, say=say)
+    todo: dict[str, str] = {}
+    for target in targets:
+        key = input_key(target, base)
+        known = built_dir / f"{target}-{key}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            data = json.loads(known.read_text())
+            image = Image(
+                target=target,
+                ref=data["ref"],
+                digest=data["digest"],
+                archive=pathlib.Path(data["archive"]),
+                size=int(data["size"]),
+            )
+            if image.archive.exists():
+                images[target] = image
+                say(f"image {target}: {image.ref}, {image.size / 1e6:.0f} MB, unchanged")
+                continue
+        todo[target] = key
+    if todo:
+        with buildkitd() as address:
+            for target, key in todo.items():
+                images[target] = build(target, address, base, key, say=say)
+                (built_dir / f"{target}-{key}.json").write_text(json.dumps(_as_json(images[target])))
     recorded = load_record()
     recorded.update({t: _as_json(i) for t, i in images.items()})
     recorded["pause"] = {"ref": PAUSE_REF, "archive": str(pause_archive(base))}

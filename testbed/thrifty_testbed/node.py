@@ -247,7 +247,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 self.ctr("images", "rm", f"{images.IMAGE_PREFIX}/{target}:build", check=False)
             say(f"node: imported {ref} in {time.monotonic() - started:.0f} s")
             imported.append(ref)
+        self._remove_stale_images()
         return imported
+
+    def _remove_stale_images(self) -> None:
+        """Older builds of the testbed's images go (the converter alone is gigabytes), with the digest
+        names the CRI gave them; what pods still run keeps its snapshot until they stop."""
+        current = {str(image["ref"]) for image in images.load_record().values()}
+        rows = [line.split() for line in self.ctr("images", "ls").stdout.splitlines()[1:] if line.strip()]
+        keep = {row[2] for row in rows if row[0] in current}
+        stale = [row[0] for row in rows if row[2] not in keep]
+        if stale:
+            self.ctr("images", "rm", *stale, check=False)
 
     # ------------------------------------------------------------------ kubelet, kube-proxy, CoreDNS
 

@@ -2,7 +2,8 @@
 
 The converted artifacts are prepared by the test (a tiny Python-backend model in the namespace's artifact
 volume, and the Jobs' kept summaries claiming 20 inferences/s per replica), so the test exercises serving and
-scaling only; tests/e2e/test_e2e.py runs the real converters.
+scaling only; tests/e2e/test_real_node.py runs the real converters. Triton's replicas run in containers on the
+real node; the load comes from this machine to their pod addresses on the node's bridge.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from operator_runner import condition, get_json, model_manifest, running_operato
 from thrifty_converters.triton import repository, testing
 from thrifty_operator import names, promload
 from thrifty_operator.api import models
-from thrifty_testbed.cluster import LocalCluster
-from thrifty_testbed.kubelet import LocalKubelet
+from thrifty_testbed import deploy
+from thrifty_testbed.cluster import REPO_ROOT, LocalCluster
 from thrifty_testbed.prometheus import LocalPrometheus
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.triton]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VARIANT = "onnx-int8-dynamic"
 
@@ -70,6 +71,9 @@ def _prepare_artifacts(cluster: LocalCluster, namespace: str, digest: str, tmp: 
     onnx = testing.build_onnx(tmp / "model.onnx")
     repo = volume / digest / "model_repository"
     repository.write_python_backend_variant(repo, f"{VARIANT}-py", testing.variant(VARIANT, "onnx", onnx))
+    # Written here as root (the repository is staged in a private temporary folder); Triton runs as 10001.
+    for path in [volume / digest, *(volume / digest).rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     summaries = {
         names.convert_job(digest): {"v": 1, "variants": []},
         names.profile_job("cpu-c7i", digest): {
@@ -135,14 +139,16 @@ class _Load:
         self._client.close()
 
 
-@pytest.fixture
-def kubelet(local_cluster: LocalCluster, namespace: str) -> Iterator[LocalKubelet]:
-    with LocalKubelet(local_cluster.kubeconfig, ROOT / ".testbed", namespace=namespace) as k:
-        yield k
-        # Remove the pods while the kubelet still runs them: a pod whose kubelet is gone stays Terminating
-        # and keeps its node's CPU from the tests that follow.
-        local_cluster.kubectl("delete", "deployments", "--all", "-n", namespace, "--wait=false", check=False)
-        local_cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--timeout=60s", check=False)
+def _catalogue(tmp: pathlib.Path) -> pathlib.Path:
+    """The local pools, with the CPU pool priced as if each replica (600Mi of 1Gi) filled a c7i.2xlarge: four
+    replicas then cost four nodes, as on a cloud, while all four fit on the one real node."""
+    catalogue = yaml.safe_load((REPO_ROOT / "config" / "pools.local.yaml").read_text())
+    for pool in catalogue["pools"]:
+        if pool["name"] == "cpu-c7i":
+            pool["allocatable"]["memory"] = "1Gi"
+    path = tmp / "pools.yaml"
+    path.write_text(yaml.safe_dump(catalogue))
+    return path
 
 
 @contextlib.contextmanager
@@ -152,9 +158,12 @@ def _serving(
     """The operator running the test model on one CPU pool; yields a Triton pod's IP and the operator log."""
     manifest = model_manifest(serving__pools=["cpu-c7i"])
     manifest["spec"]["optimization"]["variants"] = [VARIANT]
-    # One replica fills a node (4 of 7.9 cores): each replica costs a whole c7i.2xlarge, 0.357/h.
+    # One replica fills a node of the test's catalogue: each replica costs a whole c7i.2xlarge, 0.357/h.
     manifest["spec"]["serving"].update(
-        minReplicas=1, maxReplicas=4, resources={"requests": {"cpu": "4", "memory": "1Gi"}}
+        minReplicas=1,
+        maxReplicas=4,
+        tritonImage=deploy.image_refs()["triton-cpu"],
+        resources={"requests": {"cpu": "100m", "memory": "600Mi"}},
     )
     if budget is not None:
         manifest["metadata"]["annotations"] = {models.BUDGET_PER_HOUR_ANNOTATION: budget}
@@ -163,7 +172,7 @@ def _serving(
     log = tmp_path / "operator.log"
     settings = {
         "triton_backend_mode": "python",
-        "extra_pod_labels": '{"testbed.thrifty.dev/kubelet": "local"}',
+        "pool_catalogue": str(_catalogue(tmp_path)),
         "cost_update_interval_seconds": "2",
         **settings,
     }
@@ -187,7 +196,7 @@ def _replicas(local_cluster: LocalCluster, namespace: str) -> int:
 
 
 def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
-    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+    crds: LocalCluster, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     local_cluster = crds
     serving = _serving(local_cluster, namespace, tmp_path, budget="0.75")
@@ -225,7 +234,7 @@ def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
 
 
 def test_scaler_reads_triton_load_through_prometheus(
-    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
+    crds: LocalCluster, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     """A real Prometheus discovers the Triton pods through the API server and scrapes them; the operator
     asks it (PromQL over the Deployment's pods) instead of scraping the pods, and scales on that load."""

@@ -1,14 +1,14 @@
-"""The whole pipeline on the local cluster: the real operator, real converter Jobs and a real Triton.
-
-The kubelet stand-in runs this namespace's pods as local processes: `thrifty-convert` for the conversion and
-profiling Jobs (the GPU pool's Job reports `skipped: no GPU` on a machine without one) and tritonserver from
-nvidia-pytriton for the Deployment, which the test then queries over HTTP at the pod's IP.
+"""The S3-compatible artifact store end to end on the real node: the operator (a local process here, with
+the store's settings) creates conversion and profiling Jobs whose `thrifty-store` pushes variants to a real
+S3 server (moto's, on the bridge's gateway address so that pods reach it), and Triton's init container pulls
+the model repository back. tests/e2e/test_real_node.py covers the chart's operator and the volume store.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -18,28 +18,34 @@ import pytest
 from operator_runner import apply_manifest, condition, get_json, model_manifest, running_operator, wait_for
 
 from thrifty_operator import names
-from thrifty_testbed.cluster import LocalCluster
-from thrifty_testbed.kubelet import LocalKubelet
+from thrifty_testbed import deploy, node
+from thrifty_testbed.cluster import REPO_ROOT, LocalCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 FEATURES, CLASSES = 16, 4
-SETTINGS = {
-    "triton_backend_mode": "python",
-    "extra_pod_labels": json.dumps({"testbed.thrifty.dev/kubelet": "local"}),
-    "status_interval_seconds": "2",
-}
+
+
+def _settings() -> dict[str, str]:
+    """The operator's settings for pods on the real node: its pools, the local images, requests that fit."""
+    return {
+        "triton_backend_mode": "python",
+        "status_interval_seconds": "2",
+        "pool_catalogue": str(REPO_ROOT / "config" / "pools.local.yaml"),
+        "converter_image": deploy.image_refs()["converter"],
+        "converter_cpu_request": "500m",
+        "converter_memory_request": "2Gi",
+    }
 
 
 @pytest.fixture
-def kubelet(crds: LocalCluster, namespace: str, tmp_path: pathlib.Path) -> Iterator[LocalKubelet]:
-    """The kubelet stand-in for this test's namespace only."""
-    with LocalKubelet(crds.kubeconfig, tmp_path / "kubelet", namespace=namespace) as harness:
-        yield harness
-        # Finish deletions while the harness still plays kubelet; otherwise pods stay Terminating.
-        crds.kubectl(
-            "delete", "deployments,jobs,pods", "--all", "-n", namespace, "--timeout=30s", check=False
-        )
+def model_dir(namespace: str) -> Iterator[pathlib.Path]:
+    """A folder pods can read through a hostPath volume (pytest's tmp_path is private to root)."""
+    folder = REPO_ROOT / ".testbed" / "e2e-models" / namespace
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (folder.parent, folder):
+        path.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _mlp() -> Any:
@@ -75,7 +81,8 @@ def _manifest(name: str, model: pathlib.Path) -> dict[str, Any]:
         },
         serving={
             "pools": ["cpu-c7i", "gpu-l4"],
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+            "tritonImage": deploy.image_refs()["triton-cpu"],
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
             "minReplicas": 1,
             "maxReplicas": 1,
         },
@@ -104,100 +111,14 @@ def _triton_ip(cluster: LocalCluster, namespace: str) -> str | None:
     return None
 
 
-def _agrees(variant: str, served: np.ndarray, expected: np.ndarray) -> None:
-    if variant.endswith("fp32"):
-        np.testing.assert_allclose(served, expected, atol=1e-4, rtol=1e-3)
-        return
-    # Reduced precision: the same direction and the same class, as the converter's parity gate.
-    cosine = (served * expected).sum(1) / (np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1))
-    assert cosine.min() > 0.99, cosine
-    np.testing.assert_array_equal(served.argmax(1), expected.argmax(1))
-
-
-@pytest.mark.triton
-def test_model_becomes_ready_and_serves_what_torch_computes(
-    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
-) -> None:
-    import torch
-    import tritonclient.http as httpclient
-
-    module = _mlp()
-    model = _save_torchscript(module, tmp_path / "mlp.pt")
-    log = tmp_path / "operator.log"
-    with running_operator(crds, namespace, log, **SETTINGS):
-        apply_manifest(crds, namespace, _manifest("mlp", model))
-        om = wait_for("Ready=True", lambda: _ready_status(crds, namespace, "mlp"), timeout=240, log=log)
-        ip = wait_for("a ready Triton pod", lambda: _triton_ip(crds, namespace), timeout=60, log=log)
-    status = om["status"]
-    variant, model_name = status["selected"]["variant"], status["endpoints"]["modelName"]
-    assert status["selected"]["pool"] == "cpu-c7i"
-    assert model_name == f"{variant}-py"
-    # Without --variants for the GPU pool, its Job builds FP16 ONNX; here it has no GPU to build on.
-    gpu = {v["name"]: v["status"] for v in status["variants"] if v["pool"] == "gpu-l4"}
-    assert gpu and set(gpu.values()) == {"skipped: no GPU"}, status["variants"]
-    cpu = {v["name"]: v for v in status["variants"] if v["pool"] == "cpu-c7i"}
-    assert set(cpu) == {"onnx-fp32", "onnx-int8-dynamic"}
-    assert all(float(v["throughputPerSecond"]) > 0 for v in cpu.values())
-
-    x = np.random.default_rng(7).standard_normal((3, FEATURES)).astype(np.float32)
-    with torch.no_grad():
-        expected = module(torch.from_numpy(x)).numpy()
-    client = httpclient.InferenceServerClient(url=f"{ip}:8000")
-    try:
-        assert client.is_model_ready(model_name)
-        request = httpclient.InferInput("x", list(x.shape), "FP32")
-        request.set_data_from_numpy(x)
-        served = client.infer(model_name, [request]).as_numpy("logits")
-    finally:
-        client.close()
-    assert served is not None and served.shape == (3, CLASSES)
-    _agrees(variant, served, expected)
-    assert "Traceback" not in log.read_text()
-
-
-def test_unreachable_and_corrupt_models_fail_conversion_once_with_a_clear_message(
-    crds: LocalCluster, namespace: str, kubelet: LocalKubelet, tmp_path: pathlib.Path
-) -> None:
-    corrupt = tmp_path / "corrupt" / "model.pt"
-    corrupt.parent.mkdir()
-    corrupt.write_bytes(b"PK\x03\x04 this is not a TorchScript archive" * 40)
-    missing = tmp_path / "missing" / "model.pt"
-    missing.parent.mkdir()
-    expected = {"missing": "model file not found", "corrupt": "cannot read"}
-    log = tmp_path / "operator.log"
-    with running_operator(crds, namespace, log, **SETTINGS):
-        apply_manifest(crds, namespace, _manifest("missing", missing))
-        apply_manifest(crds, namespace, _manifest("corrupt", corrupt))
-
-        def failed(name: str) -> dict[str, Any] | None:
-            ready = condition(get_json(crds, "om", name, "-n", namespace), "Ready")
-            return ready if ready and ready["reason"] == "ConversionFailed" else None
-
-        conditions = {
-            n: wait_for(f"{n}: ConversionFailed", lambda n=n: failed(n), 180, log) for n in expected
-        }
-    for name, needle in expected.items():
-        assert conditions[name]["status"] == "False"
-        assert needle in conditions[name]["message"], conditions[name]
-    jobs = get_json(crds, "jobs", "-n", namespace, "-l", f"{names.LABEL_COMPONENT}=convert")["items"]
-    assert len(jobs) == 2
-    for job in jobs:
-        assert job["spec"]["backoffLimit"] == 0
-        assert job["status"].get("failed") == 1, job["status"]
-    pods = get_json(crds, "pods", "-n", namespace, "-l", f"{names.LABEL_COMPONENT}=convert")["items"]
-    assert len(pods) == 2  # one attempt each: no retries
-    assert not get_json(crds, "jobs", "-n", namespace, "-l", f"{names.LABEL_COMPONENT}=profile")["items"]
-    text = log.read_text()
-    assert "Traceback" not in text
-
-
 @pytest.fixture
 def s3_store(crds: LocalCluster, namespace: str) -> Iterator[dict[str, str]]:
     """A real S3-compatible server (moto's) on loopback, a bucket, and the credentials Secret pods use."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    # On the gateway address: pods reach this machine there (and only there).
+    server = ThreadedMotoServer(ip_address=node.GATEWAY, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     creds = {
@@ -225,23 +146,23 @@ def s3_store(crds: LocalCluster, namespace: str) -> Iterator[dict[str, str]]:
     server.stop()
 
 
-@pytest.mark.triton
 def test_s3_artifact_store_carries_variants_from_conversion_to_triton(
     crds: LocalCluster,
     namespace: str,
-    kubelet: LocalKubelet,
     s3_store: dict[str, Any],
+    model_dir: pathlib.Path,
     tmp_path: pathlib.Path,
 ) -> None:
     import tritonclient.http as httpclient
 
     module = _mlp()
-    model = _save_torchscript(module, tmp_path / "mlp.pt")
+    model = _save_torchscript(module, model_dir / "mlp.pt")
+    model.chmod(0o644)
     manifest = _manifest("mlp-s3", model)
     manifest["spec"]["optimization"]["variants"] = ["onnx-fp32"]
     manifest["spec"]["serving"]["pools"] = ["cpu-c7i"]
     settings = {
-        **SETTINGS,
+        **_settings(),
         "artifact_store": "s3",
         "artifact_s3_uri": "s3://thrifty/artifacts",
         "artifact_s3_secret": "thrifty-artifacts-s3",

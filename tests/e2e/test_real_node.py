@@ -131,6 +131,15 @@ def _restarts(pods: list[dict[str, Any]]) -> int:
     return sum(s.get("restartCount", 0) for p in pods for s in p["status"].get("containerStatuses", []))
 
 
+def _ready_operator(cluster: LocalCluster, other_than: str) -> str | None:
+    for pod in _pods(cluster, RELEASE_NAMESPACE, OPERATOR):
+        conditions = pod["status"].get("conditions", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        if ready and pod["metadata"]["name"] != other_than and not pod["metadata"].get("deletionTimestamp"):
+            return str(pod["metadata"]["name"])
+    return None
+
+
 def _operator_log(cluster: LocalCluster) -> str:
     return deploy.describe_pods(cluster, RELEASE_NAMESPACE, OPERATOR)
 
@@ -190,14 +199,7 @@ def test_model_converts_in_containers_survives_operator_pod_deletion_and_serves(
     local_cluster.kubectl("delete", "pod", operator_pod, "-n", RELEASE_NAMESPACE, "--wait=false")
     wait_for(
         "a new operator pod ready",
-        lambda: (
-            deploy.operator_pod(local_cluster, RELEASE_NAMESPACE, OPERATOR) != operator_pod
-            if any(
-                p["metadata"]["name"] != operator_pod
-                for p in _pods(local_cluster, RELEASE_NAMESPACE, OPERATOR)
-            )
-            else None
-        ),
+        lambda: _ready_operator(local_cluster, other_than=operator_pod),
         timeout=120,
     )
     om = wait_for(f"{model_name} Ready", lambda: _ready(local_cluster, model_name), timeout=600)

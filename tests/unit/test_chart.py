@@ -172,7 +172,7 @@ def test_chart_ci_values_select_python_backend_and_fit_jobs_on_the_local_node() 
     env = _env(_render(local=True))
     assert env["THRIFTY_TRITON_BACKEND_MODE"] == "python"
     assert json.loads(env["THRIFTY_EXTRA_POD_LABELS"]) == {}
-    assert (env["THRIFTY_CONVERTER_CPU_REQUEST"], env["THRIFTY_CONVERTER_MEMORY_REQUEST"]) == ("1", "2Gi")
+    assert (env["THRIFTY_CONVERTER_CPU_REQUEST"], env["THRIFTY_CONVERTER_MEMORY_REQUEST"]) == ("500m", "2Gi")
 
 
 def test_chart_pool_configmap_parses_as_catalogue_when_default() -> None:
