@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(local.kubeconfig)
     except cluster.ClusterError as err:
         print(f"thrifty-testbed: {err}", file=sys.stderr)
-        if args.command == "up":
+        if args.command == "up" and not isinstance(err, cluster.PrerequisiteError):
             for tail in local.log_tail(20):
                 print(tail, file=sys.stderr)
         return 1

@@ -56,6 +56,10 @@ class ClusterError(RuntimeError):
     """The local control plane could not be started or reached."""
 
 
+class PrerequisiteError(ClusterError):
+    """Something the cluster needs is missing; nothing was started. The message says what to do."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Ports:
     """Loopback ports of one cluster instance."""
@@ -186,14 +190,22 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, timeout: float = 180.0) -> pathlib.Path:
-        """Start the cluster unless a healthy one runs already; return the kubeconfig path."""
+    def start(self, timeout: float = 600.0) -> pathlib.Path:
+        """Start the cluster unless a healthy one runs already; return the kubeconfig path. The timeout
+        allows for a first import of the images into the node (the converter: about a minute).
+        """
         if self.is_running():
             return self.kubeconfig
+        if self.with_node:
+            # Before cleaning up after an earlier run of this cluster, which would stop another's pods.
+            try:
+                real_node.refuse_foreign_node(self.state_dir / "node" / "kubelet")
+            except real_node.NodeError as err:
+                raise PrerequisiteError(f"the real node cannot start: {err}") from None
         self.stop()
         for binary in BINARIES:
             if not (self.bin_dir / binary).exists():
-                raise ClusterError(
+                raise PrerequisiteError(
                     f"{self.bin_dir / binary} is missing: run `make binaries` (tools/build.sh)"
                 )
         if self.with_node:
@@ -201,7 +213,7 @@ class LocalCluster:
             try:
                 real_node.preflight(self.node_bin_dir)
             except real_node.NodeError as err:
-                raise ClusterError(f"the real node cannot start: {err}") from None
+                raise PrerequisiteError(f"the real node cannot start: {err}") from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self._pki = pki.ensure_pki(self.state_dir / "pki")

@@ -104,20 +104,28 @@ def preflight(bin_dir: pathlib.Path) -> None:
     owner = _port_owner(53)
     if owner:
         raise NodeError(f"port 53 is taken ({owner}); cluster DNS binds {GATEWAY}:53: stop that server")
-    stale = [p for p in _processes() if _uses_our_socket(p)]
-    if stale:
-        raise NodeError(f"a node of another cluster runs (pids {stale}): run `make cluster-down` there first")
+    refuse_foreign_node(None)
+
+
+def refuse_foreign_node(own_kubelet_root: pathlib.Path | None) -> None:
+    """Raise NodeError while a kubelet of the node runs for another cluster (not the one rooted at
+    `own_kubelet_root`): one machine holds one node, and cleaning up after ours would stop its pods."""
+    own = f"--root-dir={own_kubelet_root}" if own_kubelet_root else None
+    for pid in _processes():
+        argv = _cmdline(pid)
+        if f"--hostname-override={NAME}" in argv and (own is None or own not in argv):
+            raise NodeError(
+                f"the kubelet of another cluster's node runs (pid {pid}): run `make cluster-down` there"
+            )
 
 
 def _port_owner(port: int) -> str:
     """Who listens on `port` on every address or the gateway (empty when nobody)."""
-    found = _run("ss", "-Hlnup", f"sport = :{port}", check=False).stdout.strip()
-    found += _run("ss", "-Hlntp", f"sport = :{port}", check=False).stdout.strip()
-    relevant = [
-        line
-        for line in found.splitlines()
-        if any(a in line for a in ("0.0.0.0:", "*:", f"{GATEWAY}:", "[::]:"))
+    lines = [
+        *_run("ss", "-Hlnup", f"sport = :{port}", check=False).stdout.splitlines(),
+        *_run("ss", "-Hlntp", f"sport = :{port}", check=False).stdout.splitlines(),
     ]
+    relevant = [line for line in lines if any(a in line for a in ("0.0.0.0:", "*:", f"{GATEWAY}:", "[::]:"))]
     return relevant[0].split()[-1] if relevant else ""
 
 

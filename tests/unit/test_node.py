@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import pathlib
+import time
 
 import pytest
 import yaml
@@ -73,3 +75,30 @@ def test_kubelet_certificate_is_a_node_identity(local_node: node.Node) -> None:
     cert_path, _ = pki.issue(local_node.pki, "kubelet", f"system:node:{node.NAME}", "system:nodes")
     subject = x509.load_pem_x509_certificate(cert_path.read_bytes()).subject.rfc4514_string()
     assert subject == f"O=system:nodes,CN=system:node:{node.NAME}"
+
+
+def test_preflight_refuses_while_another_clusters_kubelet_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    import subprocess
+    import sys
+
+    for binary in node.BINARIES:
+        (tmp_path / binary).touch()
+    monkeypatch.setattr(node.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(node, "_port_owner", lambda port: "")
+    # Only this test's processes count (a cluster of the test run itself may be up).
+    monkeypatch.setattr(node, "_processes", lambda: [os.getpid()])
+    node.preflight(tmp_path)
+    decoy = [sys.executable, "-c", "import time; time.sleep(30)", f"--hostname-override={node.NAME}"]
+    with subprocess.Popen(decoy) as other:
+        try:
+            # Popen returns while the child may still be in exec (its cmdline reads empty until then).
+            deadline = time.monotonic() + 10
+            while not node._cmdline(other.pid)[0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            monkeypatch.setattr(node, "_processes", lambda: [os.getpid(), other.pid])
+            with pytest.raises(node.NodeError, match=f"another cluster's node runs \\(pid {other.pid}\\)"):
+                node.preflight(tmp_path)
+        finally:
+            other.kill()
