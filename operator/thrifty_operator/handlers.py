@@ -100,6 +100,8 @@ def reconcile(
         for job_name, state in observed.jobs.items():
             if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
                 k8s.keep_summary(namespace, job_name, state)
+        for job_name in pipeline.jobs_to_adopt(observed, uid):
+            k8s.adopt_job(namespace, job_name, owner.reference(controller=False))
         result = pipeline.plan(
             owner=owner,
             generation=generation,

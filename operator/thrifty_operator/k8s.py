@@ -140,17 +140,18 @@ def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) 
     states = {}
     for job in jobs:
         name = job["metadata"]["name"]
+        owners = tuple(str(ref["uid"]) for ref in job["metadata"].get("ownerReferences") or [])
         kept = _summary_annotation(job)
         if kept is not None:
             # Written only after the Job finished, so it outlives garbage-collected pods.
             phase: pipeline.JobPhase = "Failed" if kept.startswith("failed:") else "Succeeded"
             states[name] = pipeline.JobState(
-                phase=phase, message=kept.removeprefix("failed:"), persisted=True
+                phase=phase, message=kept.removeprefix("failed:"), persisted=True, owners=owners
             )
             continue
         phase = _job_phase(job)
         message = _termination_message(pods, name) if phase != "Running" else None
-        states[name] = pipeline.JobState(phase=phase, message=message)
+        states[name] = pipeline.JobState(phase=phase, message=message, owners=owners)
     return pipeline.Observed(jobs=states, deployment=_deployment_state(dep) if dep else None, applied=applied)
 
 
@@ -177,6 +178,18 @@ def keep_summary(namespace: str, job: str, state: pipeline.JobState) -> None:
         BatchV1Api(api_client()).patch_namespaced_job(job, namespace, body, **RAW)
     except ApiException as err:
         raise _wrap(err, f"annotating Job {job}") from err
+
+
+def adopt_job(namespace: str, job: str, reference: Mapping[str, Any]) -> None:
+    """Add an owner reference to a shared Job (a JSON patch appends it; the others stay)."""
+    body = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": dict(reference)}]
+    try:
+        BatchV1Api(api_client()).patch_namespaced_job(
+            job, namespace, body, _content_type="application/json-patch+json", **RAW
+        )
+    except ApiException as err:
+        if err.status != 404:  # gone meanwhile: nothing to keep alive
+            raise _wrap(err, f"adding an owner to Job {job}") from err
 
 
 def create_job(manifest: dict[str, Any]) -> bool:

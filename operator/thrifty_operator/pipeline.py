@@ -26,6 +26,8 @@ class JobState:
     """Termination message of the Job's last finished pod."""
     persisted: bool = False
     """The message is already kept on the Job itself."""
+    owners: tuple[str, ...] = ()
+    """UIDs of the Job's owners: every model whose artifacts it makes (Jobs are content-addressed)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,6 +101,12 @@ class ScaleChoice:
 
 
 Scaler = Callable[[Sequence["Candidate"], "Candidate"], ScaleChoice]
+
+
+def jobs_to_adopt(observed: Observed, owner_uid: str) -> list[str]:
+    """Shared Jobs this model uses but does not own yet: it joins their owners, so deleting the model that
+    created a Job never garbage-collects it while another still needs it."""
+    return sorted(name for name, state in observed.jobs.items() if owner_uid not in state.owners)
 
 
 def cost_per_million(price_per_hour: Decimal, throughput_per_s: float) -> Decimal:

@@ -1,1 +1,1 @@
-"""A real local Kubernetes control plane and a kubelet stand-in for Thrifty's tests and demo."""
+"""A real local Kubernetes cluster for Thrifty's tests and demo: control plane, real node, KWOK, images."""

@@ -9,7 +9,7 @@ OCI layout, pinned by digest (the Dockerfile stays the one file Docker users bui
 - `pause`: the sandbox image of the local node (pause.c, built static with gcc).
 
 The machine's CA bundle (its egress proxy signs TLS) is given to the build as the secret `ca-bundle`, which
-a `RUN --mount=type=secret` step reads while it runs; no layer holds it (tests/images check this).
+a `RUN --mount=type=secret` step reads while it runs; no layer holds it (tests/e2e/test_images.py checks).
 Everything is cached under ${THRIFTY_CACHE:-~/.cache/thrifty}: the base layout keyed by its inputs, BuildKit's
 state and layer cache, and one archive per image; `.testbed/images.json` records what the last build made.
 """

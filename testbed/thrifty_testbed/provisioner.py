@@ -2,7 +2,7 @@
 
 No real storage exists behind KWOK's nodes, yet the scheduler only places pods whose claims are bound. This
 loop binds every pending claim of the default StorageClass to a new hostPath PersistentVolume whose path is
-`<state root>/volumes/<namespace>/<claim>`: the folder the local kubelet stand-in mounts for that claim.
+`<state root>/volumes/<namespace>/<claim>`: the folder the real node's kubelet mounts for that claim.
 """
 
 from __future__ import annotations

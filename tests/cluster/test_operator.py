@@ -225,15 +225,28 @@ def test_operator_shares_converted_artifacts_between_models(
     jobs = jobs_of(crds, namespace, "convert") + jobs_of(crds, namespace, "profile")
     assert len(jobs) == 3, "the second model must reuse the first one's conversion and profiles"
 
-    # The second model keeps its measurements in status: it outlives the Jobs of the model that made them.
+    # Both models own the shared Jobs: deleting the one that created them keeps them for the other.
+    uids = {get_json(crds, "om", n, "-n", namespace)["metadata"]["uid"] for n in ("minilm", "minilm-b")}
+    for job in jobs:
+        owners = {ref["uid"] for ref in job["metadata"]["ownerReferences"]}
+        assert owners == uids, job["metadata"]["name"]
     crds.kubectl("delete", "om", "minilm", "-n", namespace, "--wait=true", "--timeout=60s")
+    gone = next(iter(uids - {get_json(crds, "om", "minilm-b", "-n", namespace)["metadata"]["uid"]}))
     wait_for(
-        "the first model's Jobs collected", lambda: not jobs_of(crds, namespace, "convert"), log=operator_log
+        "the garbage collector dropping the deleted model from the Jobs' owners",
+        lambda: all(
+            gone not in {ref["uid"] for ref in j["metadata"].get("ownerReferences", [])}
+            for j in jobs_of(crds, namespace, "convert") + jobs_of(crds, namespace, "profile")
+        ),
+        log=operator_log,
     )
-    crds.kubectl("annotate", "om", "minilm-b", "-n", namespace, "touch=1")
+    kept = jobs_of(crds, namespace, "convert") + jobs_of(crds, namespace, "profile")
+    assert sorted(j["metadata"]["uid"] for j in kept) == sorted(j["metadata"]["uid"] for j in jobs)
     om = ready_model(crds, namespace, "minilm-b")
     assert om and om["status"]["selected"]["variant"] == "onnx-int8-dynamic"
-    assert jobs_of(crds, namespace, "convert") == []
+    # The last owner gone, the Jobs go too.
+    crds.kubectl("delete", "om", "minilm-b", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for("the shared Jobs collected", lambda: not jobs_of(crds, namespace, "convert"), log=operator_log)
 
 
 def test_operator_splits_a_namespace_budget_between_its_models(

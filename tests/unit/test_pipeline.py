@@ -338,3 +338,16 @@ def test_plan_with_s3_store_syncs_artifacts_through_the_bucket() -> None:
     ]
     assert pod["volumes"][0] == {"name": "artifacts", "emptyDir": {}}
     assert served.status["artifacts"]["uri"] == remote
+
+
+def test_a_model_joins_the_owners_of_shared_jobs_it_does_not_own_yet() -> None:
+    observed = pipeline.Observed(
+        jobs={
+            "thrifty-convert-1": pipeline.JobState(phase="Succeeded", owners=("a",)),
+            "thrifty-prof-cpu-1": pipeline.JobState(phase="Running", owners=("a", "b")),
+            "thrifty-prof-gpu-1": pipeline.JobState(phase="Succeeded"),
+        },
+        deployment=None,
+    )
+    assert pipeline.jobs_to_adopt(observed, "b") == ["thrifty-convert-1", "thrifty-prof-gpu-1"]
+    assert pipeline.jobs_to_adopt(observed, "a") == ["thrifty-prof-gpu-1"]

@@ -1,4 +1,4 @@
-"""Tiny real models to exercise a Triton deployment end to end (tests, the local kubelet stand-in).
+"""Tiny real models to exercise a Triton deployment end to end (tests and the testbed).
 
 y = relu(x @ W + b), x float32 [batch, 4], y float32 [batch, 3]. Needs onnx (and openvino for the IR),
 imported lazily so that the package imports without them.
