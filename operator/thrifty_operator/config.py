@@ -58,6 +58,9 @@ class Settings(pydantic_settings.BaseSettings):
     job_deadline_seconds: int = pydantic.Field(default=3600, gt=0)
     """activeDeadlineSeconds of conversion and profiling Jobs."""
 
+    metrics_port: int = pydantic.Field(default=8081, ge=0, le=65535)
+    """Port of the operator's own Prometheus metrics (0: not served)."""
+
     converter_cpu_request: str = pydantic.Field(default="2", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
     """CPU request of conversion and profiling Jobs (a node of the pool must have it free)."""
 

@@ -14,7 +14,19 @@ from typing import Any
 import kopf
 import pydantic
 
-from . import conditions, config, k8s, loadprobe, manifests, names, pipeline, pricing, promload, scaling
+from . import (
+    conditions,
+    config,
+    k8s,
+    loadprobe,
+    manifests,
+    names,
+    pipeline,
+    pricing,
+    promload,
+    scaling,
+    telemetry,
+)
 from .api import models
 from .cost import metrics
 
@@ -46,6 +58,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # deletion met a running timer; a reconcile takes a few seconds at most.
     settings.background.instant_exit_timeout = 10.0
     settings.background.cancellation_polling = 2.0
+    if SETTINGS.metrics_port:
+        telemetry.serve(SETTINGS.metrics_port)
 
 
 def _catalogue() -> config.PoolCatalogue:
@@ -101,7 +115,8 @@ def reconcile(
             if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
                 k8s.keep_summary(namespace, job_name, state)
         for job_name in pipeline.jobs_to_adopt(observed, uid):
-            k8s.adopt_job(namespace, job_name, owner.reference(controller=False))
+            owned = bool(observed.jobs[job_name].owners)
+            k8s.adopt_job(namespace, job_name, owner.reference(controller=False), owned=owned)
         result = pipeline.plan(
             owner=owner,
             generation=generation,
@@ -130,10 +145,13 @@ def reconcile(
     # kopf.event posts regardless of `posting.level`, which only filters kopf's own log records.
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    written = dict(status)
     for key, value in _changed(status, result.status).items():
         if key in ("cost", "scaling") and not _due(status, result.status, key):
             continue
         patch.status[key] = value
+        written[key] = value
+    telemetry.record(namespace, name, written)
 
 
 def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
@@ -205,19 +223,20 @@ def _scaler(
     return scale
 
 
-def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None) -> None:
+def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None, handler: str) -> None:
     meta = kwargs["meta"]
-    reconcile(
-        name=kwargs["name"],
-        namespace=kwargs["namespace"] or "default",
-        uid=kwargs["uid"],
-        generation=int(meta.get("generation") or 0),
-        spec=dict(kwargs["spec"]),
-        status=dict(kwargs["status"]),
-        patch=kwargs["patch"],
-        body=kwargs["body"],
-        memo=memo,
-    )
+    with telemetry.timed(handler):
+        reconcile(
+            name=kwargs["name"],
+            namespace=kwargs["namespace"] or "default",
+            uid=kwargs["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=dict(kwargs["spec"]),
+            status=dict(kwargs["status"]),
+            patch=kwargs["patch"],
+            body=kwargs["body"],
+            memo=memo,
+        )
 
 
 @kopf.on.resume(*RESOURCE)
@@ -225,17 +244,18 @@ def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None) -> None:
 @kopf.on.update(*RESOURCE, field="spec")
 def on_change(**kwargs: Any) -> None:
     """Create, update and operator restart: reconcile now."""
-    _reconcile_event(kwargs, memo=None)
+    _reconcile_event(kwargs, memo=None, handler="change")
 
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.status_interval_seconds, initial_delay=2.0)
 def on_timer(memo: kopf.Memo, **kwargs: Any) -> None:
     """Observed state changes (Jobs finishing, pods becoming ready) move the pipeline on; load and budgets
     rescale the deployment."""
-    _reconcile_event(kwargs, memo=memo)
+    _reconcile_event(kwargs, memo=memo, handler="timer")
 
 
 @kopf.on.delete(*RESOURCE)
 def on_delete(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     """Children carry owner references, so the garbage collector removes them; artifacts stay in the store."""
     logger.info("OptimizedModel %s/%s deleted; its Jobs, Deployment and Service follow", namespace, name)
+    telemetry.forget(namespace or "default", name)

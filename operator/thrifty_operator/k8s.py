@@ -180,9 +180,14 @@ def keep_summary(namespace: str, job: str, state: pipeline.JobState) -> None:
         raise _wrap(err, f"annotating Job {job}") from err
 
 
-def adopt_job(namespace: str, job: str, reference: Mapping[str, Any]) -> None:
-    """Add an owner reference to a shared Job (a JSON patch appends it; the others stay)."""
-    body = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": dict(reference)}]
+def adopt_job(namespace: str, job: str, reference: Mapping[str, Any], *, owned: bool) -> None:
+    """Add an owner reference to a shared Job (a JSON patch appends it; the others stay). `owned`: the Job
+    has owners already (JSON patch cannot append to a list that is not there)."""
+    body = [
+        {"op": "add", "path": "/metadata/ownerReferences/-", "value": dict(reference)}
+        if owned
+        else {"op": "add", "path": "/metadata/ownerReferences", "value": [dict(reference)]}
+    ]
     try:
         BatchV1Api(api_client()).patch_namespaced_job(
             job, namespace, body, _content_type="application/json-patch+json", **RAW

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -210,6 +211,21 @@ def test_model_converts_in_containers_survives_operator_pod_deletion_and_serves(
     assert status["selected"] == {**status["selected"], "variant": "onnx-fp32", "pool": "cpu-c7i"}
     triton = _pods(local_cluster, NAMESPACE, f"{names.LABEL_COMPONENT}=triton")
     assert [p["spec"]["nodeName"] for p in triton] == [node.NAME]
+    # The operator's own metrics say the same, through the chart's metrics Service.
+    services = get_json(
+        local_cluster, "services", "-n", RELEASE_NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}"
+    )
+    (metrics_service,) = [n for s in services["items"] if (n := s["metadata"]["name"]).endswith("-metrics")]
+    with (
+        deploy.port_forward(local_cluster, RELEASE_NAMESPACE, metrics_service, 8081) as port,
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response,
+    ):
+        scraped = response.read().decode()
+    series = (
+        f'thrifty_model_replicas{{name="{model_name}",namespace="{NAMESPACE}",pool="cpu-c7i",state="ready",'
+        'variant="onnx-fp32"} 1.0'
+    )
+    assert series in scraped, [line for line in scraped.splitlines() if model_name in line]
 
     x = np.random.default_rng(7).standard_normal((3, FEATURES)).astype(np.float32)
     with torch.no_grad():

@@ -94,7 +94,10 @@ def test_chart_passes_one_namespace_flag_each_when_watch_namespaces_set() -> Non
 
 def test_chart_probes_kopf_health_endpoint_for_liveness_and_readiness() -> None:
     container = _container(_render())
-    assert container["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "healthz", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["readinessProbe"]["periodSeconds"] == 10
@@ -103,17 +106,46 @@ def test_chart_probes_kopf_health_endpoint_for_liveness_and_readiness() -> None:
     assert "livenessProbe" in disabled
 
 
-def test_chart_network_policy_admits_only_the_health_port() -> None:
+def test_chart_network_policy_admits_the_health_port_and_only_scrapers_to_metrics() -> None:
     manifests = _render()
     policy = chart.one(manifests, "NetworkPolicy")
     deployment = chart.one(manifests, "Deployment")
     assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     assert policy["spec"]["podSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
-    # Ingress only (egress must reach the API server); from anywhere, to the health port only.
+    # Ingress only (egress must reach the API server): the health port from anywhere (kubelet probes), the
+    # metrics port from Prometheus pods only, nothing else.
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (port,) = _container(manifests)["ports"]
-    assert policy["spec"]["ingress"] == [{"ports": [{"port": port["containerPort"], "protocol": "TCP"}]}]
+    health, metrics = _container(manifests)["ports"]
+    prometheus = {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"port": health["containerPort"], "protocol": "TCP"}]},
+        {"ports": [{"port": metrics["containerPort"], "protocol": "TCP"}], "from": [prometheus]},
+    ]
     assert not chart.select(_render(**{"networkPolicy.enabled": "false"}), "NetworkPolicy")
+
+
+def test_chart_metrics_service_reaches_the_metrics_port_and_can_be_turned_off() -> None:
+    manifests = _render()
+    service = next(
+        s for s in chart.select(manifests, "Service") if s["metadata"]["name"].endswith("-metrics")
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"] == chart.one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    assert _env(manifests)["THRIFTY_METRICS_PORT"] == "8081"
+    assert not chart.select(manifests, "ServiceMonitor")
+    (monitor,) = chart.select(_render(**{"metrics.serviceMonitor.enabled": "true"}), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "30s"}]
+    off = _render(**{"metrics.enabled": "false"})
+    assert _env(off)["THRIFTY_METRICS_PORT"] == "0"
+    assert [p["name"] for p in _container(off)["ports"]] == ["healthz"]
+    assert not [s for s in chart.select(off, "Service") if s["metadata"]["name"].endswith("-metrics")]
 
 
 def test_chart_pins_images_by_digest_when_set() -> None:

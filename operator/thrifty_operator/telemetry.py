@@ -1,0 +1,149 @@
+"""The operator's own Prometheus metrics, served on the `metrics` port (THRIFTY_METRICS_PORT).
+
+Per model they mirror what the reconcile just wrote to status (spend, budget, replicas, the selected
+variant's cost per million inferences, the last scaling decision); per handler, reconcile durations and
+errors. Label values are bounded: a model's namespace and name, the selected variant and pool (one series
+per model: an earlier variant's series are removed when it changes), and fixed reason and period sets.
+docs/metrics.md lists every metric.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import prometheus_client as prom
+
+_MODEL = ("namespace", "name", "variant", "pool")
+
+SPEND_RATE = prom.Gauge(
+    "thrifty_model_spend_rate_per_hour",
+    "Spend rate of the model's Triton replicas, in its currency per hour",
+    [*_MODEL, "currency"],
+)
+MONTH_TO_DATE = prom.Gauge(
+    "thrifty_model_month_to_date_spend", "Spend of the model this calendar month (UTC)", [*_MODEL, "currency"]
+)
+PROJECTED = prom.Gauge(
+    "thrifty_model_projected_month_spend",
+    "Month-to-date spend plus the current rate until the month ends",
+    [*_MODEL, "currency"],
+)
+BUDGET = prom.Gauge(
+    "thrifty_model_budget",
+    "The model's budget annotation (or its namespace's share), per `period` (hour or month)",
+    [*_MODEL, "currency", "period"],
+)
+REPLICAS = prom.Gauge(
+    "thrifty_model_replicas", "Triton replicas, `state` desired or ready", [*_MODEL, "state"]
+)
+COST_PER_MILLION = prom.Gauge(
+    "thrifty_model_cost_per_million_inferences",
+    "Cost of one million inferences of the selected variant at its measured throughput",
+    [*_MODEL, "currency"],
+)
+DECISION = prom.Gauge(
+    "thrifty_model_scaling_decision",
+    "1 for the reason of the model's last scaling decision (ScaledUp, ScaledDown, Steady, ...)",
+    [*_MODEL, "reason"],
+)
+RECONCILE_SECONDS = prom.Histogram(
+    "thrifty_reconcile_duration_seconds",
+    "Time one reconcile of one model took, by kopf handler",
+    ["handler"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE_ERRORS = prom.Counter(
+    "thrifty_reconcile_errors", "Reconciles that raised (kopf retries them), by handler", ["handler"]
+)
+_PER_MODEL = (SPEND_RATE, MONTH_TO_DATE, PROJECTED, BUDGET, REPLICAS, COST_PER_MILLION, DECISION)
+_lock = threading.Lock()
+_series: dict[tuple[str, str], list[tuple[prom.Gauge, tuple[str, ...]]]] = {}
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on every address of the pod (the chart's NetworkPolicy admits only the scraper)."""
+    prom.start_http_server(port)
+
+
+@contextmanager
+def timed(handler: str) -> Iterator[None]:
+    """Count a reconcile's duration, and its error if it raises."""
+    with RECONCILE_SECONDS.labels(handler).time():
+        try:
+            yield
+        except BaseException:
+            RECONCILE_ERRORS.labels(handler).inc()
+            raise
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+
+
+def _budget(text: Any) -> tuple[str, float] | None:
+    """`0.6/h` or `400/month` as status.cost.budget writes it."""
+    amount, _, period = str(text or "").partition("/")
+    value = _number(amount)
+    if value is None or period not in ("h", "month"):
+        return None
+    return ("hour" if period == "h" else "month"), value
+
+
+def _measured(status: Mapping[str, Any], variant: str, pool: str) -> Mapping[str, Any]:
+    for measured in status.get("variants") or []:
+        if measured.get("name") == variant and measured.get("pool") == pool:
+            return dict(measured)
+    return {}
+
+
+def record(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Set the model's series from its status (as the reconcile wrote it); drop series it no longer has."""
+    selected = status.get("selected") or {}
+    model = (namespace, name, str(selected.get("variant") or ""), str(selected.get("pool") or ""))
+    cost = status.get("cost") or {}
+    currency = str(cost.get("currency") or "USD")
+    values: list[tuple[prom.Gauge, tuple[str, ...], float | None]] = [
+        (SPEND_RATE, (*model, currency), _number(cost.get("ratePerHour"))),
+        (MONTH_TO_DATE, (*model, currency), _number(cost.get("monthToDate"))),
+        (PROJECTED, (*model, currency), _number(cost.get("projectedMonthEnd"))),
+        (
+            COST_PER_MILLION,
+            (*model, currency),
+            _number(_measured(status, model[2], model[3]).get("costPerMillion")),
+        ),
+    ]
+    replicas = status.get("replicas") or {}
+    values += [(REPLICAS, (*model, state), _number(replicas.get(state))) for state in ("desired", "ready")]
+    budget = _budget(cost.get("budget"))
+    if budget:
+        values.append((BUDGET, (*model, currency, budget[0]), budget[1]))
+    reason = (status.get("scaling") or {}).get("reason")
+    if reason:
+        values.append((DECISION, (*model, str(reason)), 1.0))
+    kept = [(gauge, labels) for gauge, labels, value in values if value is not None]
+    with _lock:
+        for gauge, labels in set(_series.get((namespace, name), [])) - set(kept):
+            gauge.remove(*labels)
+        for gauge, labels, value in values:
+            if value is not None:
+                gauge.labels(*labels).set(value)
+        _series[(namespace, name)] = kept
+
+
+def forget(namespace: str, name: str) -> None:
+    """Remove every series of a deleted model."""
+    with _lock:
+        for gauge, labels in _series.pop((namespace, name), []):
+            gauge.remove(*labels)
+
+
+def per_model_gauges() -> tuple[prom.Gauge, ...]:
+    """Every per-model gauge (for the metrics documentation's test)."""
+    return _PER_MODEL

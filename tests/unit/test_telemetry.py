@@ -1,0 +1,67 @@
+"""The operator's Prometheus metrics: set from a real status, dropped on change and deletion, documented."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import prometheus_client
+import pytest
+
+from thrifty_operator import telemetry
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# A status the operator wrote in `make demo` (tests/unit/argocd holds objects captured from real runs).
+STATUS = json.loads((ROOT / "tests" / "unit" / "argocd" / "ready.json").read_text())["status"]
+
+
+def _value(metric: str, /, **labels: str) -> float | None:
+    return prometheus_client.REGISTRY.get_sample_value(metric, labels)
+
+
+def test_a_models_status_becomes_its_series() -> None:
+    telemetry.record("shop", "search", STATUS)
+    model = {"namespace": "shop", "name": "search", "variant": "onnx-int8-dynamic", "pool": "cpu-c7i"}
+    assert _value("thrifty_model_spend_rate_per_hour", **model, currency="USD") == pytest.approx(0.357)
+    assert _value("thrifty_model_budget", **model, currency="USD", period="hour") == pytest.approx(0.6)
+    assert _value("thrifty_model_replicas", **model, state="ready") == 1
+    assert _value("thrifty_model_scaling_decision", **model, reason="Steady") == 1
+    measured = next(
+        v for v in STATUS["variants"] if v["name"] == "onnx-int8-dynamic" and v["pool"] == "cpu-c7i"
+    )
+    assert _value("thrifty_model_cost_per_million_inferences", **model, currency="USD") == pytest.approx(
+        float(measured["costPerMillion"])
+    )
+    telemetry.forget("shop", "search")
+    assert _value("thrifty_model_replicas", **model, state="ready") is None
+
+
+def test_a_new_selection_replaces_the_old_series() -> None:
+    telemetry.record("shop", "recs", STATUS)
+    moved = json.loads(json.dumps(STATUS))
+    moved["selected"] = {**moved["selected"], "variant": "onnx-fp32"}
+    moved["scaling"]["reason"] = "ScaledUp"
+    telemetry.record("shop", "recs", moved)
+    old = {"namespace": "shop", "name": "recs", "variant": "onnx-int8-dynamic", "pool": "cpu-c7i"}
+    new = {**old, "variant": "onnx-fp32"}
+    assert _value("thrifty_model_replicas", **old, state="desired") is None
+    assert _value("thrifty_model_replicas", **new, state="desired") == 1
+    assert _value("thrifty_model_scaling_decision", **new, reason="Steady") is None
+    assert _value("thrifty_model_scaling_decision", **new, reason="ScaledUp") == 1
+    telemetry.forget("shop", "recs")
+
+
+def test_reconcile_errors_are_counted_and_reraised() -> None:
+    before = _value("thrifty_reconcile_errors_total", handler="test") or 0.0
+    with pytest.raises(RuntimeError), telemetry.timed("test"):
+        raise RuntimeError("boom")
+    assert _value("thrifty_reconcile_errors_total", handler="test") == before + 1
+    assert (_value("thrifty_reconcile_duration_seconds_count", handler="test") or 0) >= 1
+
+
+def test_every_metric_is_documented() -> None:
+    documented = set(re.findall(r"^\| `(thrifty_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text(), re.M))
+    exported = {g._name for g in telemetry.per_model_gauges()}
+    exported |= {"thrifty_reconcile_duration_seconds", "thrifty_reconcile_errors_total"}
+    assert documented == exported
