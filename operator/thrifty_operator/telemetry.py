@@ -19,37 +19,33 @@ import prometheus_client as prom
 
 _MODEL = ("namespace", "name", "variant", "pool")
 
-SPEND_RATE = prom.Gauge(
-    "thrifty_model_spend_rate_per_hour",
-    "Spend rate of the model's Triton replicas, in its currency per hour",
-    [*_MODEL, "currency"],
+
+def _per_model(name: str, documentation: str, *extra: str) -> prom.Gauge:
+    """A gauge with one series per model (and the `extra` labels)."""
+    return prom.Gauge(name, documentation, [*_MODEL, *extra])
+
+
+SPEND_RATE = _per_model(
+    "thrifty_model_spend_rate_per_hour", "Spend rate of the model's Triton replicas per hour", "currency"
 )
-MONTH_TO_DATE = prom.Gauge(
-    "thrifty_model_month_to_date_spend", "Spend of the model this calendar month (UTC)", [*_MODEL, "currency"]
+MONTH_TO_DATE = _per_model(
+    "thrifty_model_month_to_date_spend", "Spend of the model this calendar month (UTC)", "currency"
 )
-PROJECTED = prom.Gauge(
+PROJECTED = _per_model(
     "thrifty_model_projected_month_spend",
-    "Month-to-date spend plus the current rate until the month ends",
-    [*_MODEL, "currency"],
+    "Month-to-date spend plus the current rate to month end",
+    "currency",
 )
-BUDGET = prom.Gauge(
-    "thrifty_model_budget",
-    "The model's budget annotation (or its namespace's share), per `period` (hour or month)",
-    [*_MODEL, "currency", "period"],
+BUDGET = _per_model(
+    "thrifty_model_budget", "The model's budget (or its namespace's share) per `period`", "currency", "period"
 )
-REPLICAS = prom.Gauge(
-    "thrifty_model_replicas", "Triton replicas, `state` desired or ready", [*_MODEL, "state"]
-)
-COST_PER_MILLION = prom.Gauge(
+REPLICAS = _per_model("thrifty_model_replicas", "Triton replicas, `state` desired or ready", "state")
+COST_PER_MILLION = _per_model(
     "thrifty_model_cost_per_million_inferences",
-    "Cost of one million inferences of the selected variant at its measured throughput",
-    [*_MODEL, "currency"],
+    "The selected variant's cost of a million inferences",
+    "currency",
 )
-DECISION = prom.Gauge(
-    "thrifty_model_scaling_decision",
-    "1 for the reason of the model's last scaling decision (ScaledUp, ScaledDown, Steady, ...)",
-    [*_MODEL, "reason"],
-)
+DECISION = _per_model("thrifty_model_scaling_decision", "1 for the last scaling decision's reason", "reason")
 RECONCILE_SECONDS = prom.Histogram(
     "thrifty_reconcile_duration_seconds",
     "Time one reconcile of one model took, by kopf handler",
