@@ -114,6 +114,7 @@ def reconcile(
         for job_name, state in observed.jobs.items():
             if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
                 k8s.keep_summary(namespace, job_name, state)
+                telemetry.job_finished(state.component, state.phase, state.duration_seconds)
         for job_name in pipeline.jobs_to_adopt(observed, uid):
             owned = bool(observed.jobs[job_name].owners)
             k8s.adopt_job(namespace, job_name, owner.reference(controller=False), owned=owned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -64,6 +65,24 @@ def _job_phase(job: Mapping[str, Any]) -> pipeline.JobPhase:
         if cond.get("type") == "Failed":
             return "Failed"
     return "Running"
+
+
+def _job_duration(job: Mapping[str, Any]) -> float | None:
+    """Seconds from the Job's start to its completion or failure; None while it runs."""
+    status = job.get("status") or {}
+    ended = status.get("completionTime") or next(
+        (
+            c.get("lastTransitionTime")
+            for c in status.get("conditions") or []
+            if c.get("type") == "Failed" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if not ended or not status.get("startTime"):
+        return None
+    started = datetime.datetime.fromisoformat(str(status["startTime"]).replace("Z", "+00:00"))
+    finished = datetime.datetime.fromisoformat(str(ended).replace("Z", "+00:00"))
+    return max(0.0, (finished - started).total_seconds())
 
 
 def _termination_message(pods: list[dict[str, Any]], job: str) -> str | None:
@@ -141,17 +160,26 @@ def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) 
     for job in jobs:
         name = job["metadata"]["name"]
         owners = tuple(str(ref["uid"]) for ref in job["metadata"].get("ownerReferences") or [])
+        component = str((job["metadata"].get("labels") or {}).get(names.LABEL_COMPONENT, ""))
+        duration = _job_duration(job)
         kept = _summary_annotation(job)
         if kept is not None:
             # Written only after the Job finished, so it outlives garbage-collected pods.
             phase: pipeline.JobPhase = "Failed" if kept.startswith("failed:") else "Succeeded"
             states[name] = pipeline.JobState(
-                phase=phase, message=kept.removeprefix("failed:"), persisted=True, owners=owners
+                phase=phase,
+                message=kept.removeprefix("failed:"),
+                persisted=True,
+                owners=owners,
+                component=component,
+                duration_seconds=duration,
             )
             continue
         phase = _job_phase(job)
         message = _termination_message(pods, name) if phase != "Running" else None
-        states[name] = pipeline.JobState(phase=phase, message=message, owners=owners)
+        states[name] = pipeline.JobState(
+            phase=phase, message=message, owners=owners, component=component, duration_seconds=duration
+        )
     return pipeline.Observed(jobs=states, deployment=_deployment_state(dep) if dep else None, applied=applied)
 
 

@@ -28,6 +28,10 @@ class JobState:
     """The message is already kept on the Job itself."""
     owners: tuple[str, ...] = ()
     """UIDs of the Job's owners: every model whose artifacts it makes (Jobs are content-addressed)."""
+    component: str = ""
+    """`convert` or `profile`, from the Job's component label."""
+    duration_seconds: float | None = None
+    """From the Job's start to its completion or failure, once finished."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ docs/metrics.md lists every metric.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import prometheus_client as prom
+
+log = logging.getLogger(__name__)
 
 _MODEL = ("namespace", "name", "variant", "pool")
 
@@ -55,14 +58,24 @@ RECONCILE_SECONDS = prom.Histogram(
 RECONCILE_ERRORS = prom.Counter(
     "thrifty_reconcile_errors", "Reconciles that raised (kopf retries them), by handler", ["handler"]
 )
+JOB_SECONDS = prom.Histogram(
+    "thrifty_job_duration_seconds",
+    "Conversion and profiling Jobs from start to end, by `component` (convert, profile) and `outcome`",
+    ["component", "outcome"],
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
 _PER_MODEL = (SPEND_RATE, MONTH_TO_DATE, PROJECTED, BUDGET, REPLICAS, COST_PER_MILLION, DECISION)
 _lock = threading.Lock()
 _series: dict[tuple[str, str], list[tuple[prom.Gauge, tuple[str, ...]]]] = {}
 
 
 def serve(port: int) -> None:
-    """Serve /metrics on every address of the pod (the chart's NetworkPolicy admits only the scraper)."""
-    prom.start_http_server(port)
+    """Serve /metrics on every address of the pod (the chart's NetworkPolicy admits only the scraper). A
+    taken port costs the metrics, not the operator: reconciling goes on and the log says why."""
+    try:
+        prom.start_http_server(port)
+    except OSError as err:
+        log.error("cannot serve metrics on port %d: %s", port, err)
 
 
 @contextmanager
@@ -131,6 +144,12 @@ def record(namespace: str, name: str, status: Mapping[str, Any]) -> None:
             if value is not None:
                 gauge.labels(*labels).set(value)
         _series[(namespace, name)] = kept
+
+
+def job_finished(component: str, outcome: str, seconds: float | None) -> None:
+    """Count one finished Job (once: when the operator keeps its summary on it)."""
+    if seconds is not None:
+        JOB_SECONDS.labels(component or "unknown", outcome).observe(seconds)
 
 
 def forget(namespace: str, name: str) -> None:

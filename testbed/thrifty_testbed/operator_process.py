@@ -34,6 +34,8 @@ def running(
         os.environ, KUBECONFIG=str(kubeconfig), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost"
     )
     env["THRIFTY_POOL_CATALOGUE"] = str(POOLS)
+    # Local operators share this machine's ports: no metrics endpoint unless a test asks for one.
+    env["THRIFTY_METRICS_PORT"] = "0"
     env.update({f"THRIFTY_{key.upper()}": value for key, value in (settings or {}).items()})
     argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", namespace]
     argv += ["--verbose"] if verbose else []

@@ -226,6 +226,8 @@ def test_model_converts_in_containers_survives_operator_pod_deletion_and_serves(
         'variant="onnx-fp32"} 1.0'
     )
     assert series in scraped, [line for line in scraped.splitlines() if model_name in line]
+    # The operator pod that saw the conversion finish timed it (the first pod was deleted mid-conversion).
+    assert 'thrifty_job_duration_seconds_count{component="convert",outcome="Succeeded"}' in scraped
 
     x = np.random.default_rng(7).standard_normal((3, FEATURES)).astype(np.float32)
     with torch.no_grad():

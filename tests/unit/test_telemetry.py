@@ -64,4 +64,12 @@ def test_every_metric_is_documented() -> None:
     documented = set(re.findall(r"^\| `(thrifty_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text(), re.M))
     exported = {g._name for g in telemetry.per_model_gauges()}
     exported |= {"thrifty_reconcile_duration_seconds", "thrifty_reconcile_errors_total"}
+    exported |= {"thrifty_job_duration_seconds"}
     assert documented == exported
+
+
+def test_a_finished_job_is_timed_once_by_component_and_outcome() -> None:
+    before = _value("thrifty_job_duration_seconds_count", component="convert", outcome="Failed") or 0.0
+    telemetry.job_finished("convert", "Failed", 42.0)
+    telemetry.job_finished("convert", "Failed", None)  # no start time recorded: not counted
+    assert _value("thrifty_job_duration_seconds_count", component="convert", outcome="Failed") == before + 1
