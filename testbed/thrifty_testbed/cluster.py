@@ -16,7 +16,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import yaml
 
 from . import node as real_node
 from . import nodes, pki
+from .ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,6 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _pid_alive(pid: int) -> bool:
@@ -218,12 +211,12 @@ class LocalCluster:
         self.logs.mkdir(exist_ok=True)
         self._pki = pki.ensure_pki(self.state_dir / "pki")
         ports = Ports(
-            etcd_client=_free_port(),
-            etcd_peer=_free_port(),
-            apiserver=_free_port(),
-            controller_manager=_free_port(),
-            scheduler=_free_port(),
-            kwok=_free_port(),
+            etcd_client=free_port(),
+            etcd_peer=free_port(),
+            apiserver=free_port(),
+            controller_manager=free_port(),
+            scheduler=free_port(),
+            kwok=free_port(),
         )
         pids: dict[str, int] = {}
         self._state_file.write_text(json.dumps({"ports": dataclasses.asdict(ports), "pids": pids}))

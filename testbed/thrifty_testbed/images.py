@@ -90,9 +90,9 @@ def dockerfile_bases() -> dict[str, str]:
     return {"python": python.group(1), "uv": uv.group(1), "uv_version": uv.group(2)}
 
 
-def _run(argv: Sequence[str], log: pathlib.Path, what: str, **kwargs: object) -> None:
+def _run(argv: Sequence[str], log: pathlib.Path, what: str) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs)  # type: ignore[call-overload]
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise ImageError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
@@ -101,10 +101,7 @@ def _run(argv: Sequence[str], log: pathlib.Path, what: str, **kwargs: object) ->
 def _require(*commands: str) -> None:
     missing = [c for c in commands if shutil.which(c) is None]
     if missing:
-        raise ImageError(
-            f"missing {', '.join(missing)}: run `apt-get install -y containerd runc umoci mmdebstrap` "
-            "(make images and make cluster-up do this on Debian)"
-        )
+        raise ImageError(f"missing {', '.join(missing)}: run `make node-packages` (Debian packages)")
 
 
 def _single_file_layer(tar_path: pathlib.Path, name: str, source: pathlib.Path) -> None:

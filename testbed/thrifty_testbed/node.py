@@ -22,7 +22,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 
 from . import images, nodes, pki
+from .ports import free_port
 
 NAME = "thrifty-node-0"
 BRIDGE = "thrifty0"
@@ -64,13 +64,6 @@ class Ports:
     proxy_healthz: int
     proxy_metrics: int
     dns_health: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _run(*argv: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -387,11 +380,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         CONTAINERD_ROOT.mkdir(parents=True, exist_ok=True)
         self._write_cni()
         ports = Ports(
-            kubelet=_free_port(),
-            kubelet_healthz=_free_port(),
-            proxy_healthz=_free_port(),
-            proxy_metrics=_free_port(),
-            dns_health=_free_port(),
+            kubelet=free_port(),
+            kubelet_healthz=free_port(),
+            proxy_healthz=free_port(),
+            proxy_metrics=free_port(),
+            dns_health=free_port(),
         )
         # Images come only from `make images`: every registry request goes to a closed loopback port, so a
         # pod naming an image that is not here fails at once (ErrImagePull) and nothing leaves the machine.

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from .cluster import DEFAULT_BIN_DIR, _free_port
+from .cluster import DEFAULT_BIN_DIR
+from .ports import free_port
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -66,7 +67,7 @@ class LocalPrometheus:
         self._binary = bin_dir / "prometheus"
         self._work = work
         self._config = scrape_config(kubeconfig, namespace, interval)
-        self._port = _free_port()
+        self._port = free_port()
         self.url = f"http://127.0.0.1:{self._port}"
         self.log = work / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
