@@ -40,10 +40,12 @@ RUN uv venv /opt/venv
 
 # ---------------------------------------------------------------- operator
 FROM builder AS operator-builder
-# Dependencies first, from the project metadata alone, so that source changes reuse this layer.
+# Dependencies first, from the project metadata and the small contract package (thrifty-api, which the
+# operator requires by name and PyPI must never be asked for), so that source changes reuse this layer.
+COPY api/ /src/api/
 COPY operator/pyproject.toml /src/operator/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/operator/pyproject.toml
+    uv pip install --python /opt/venv/bin/python -r /src/operator/pyproject.toml /src/api
 COPY operator/ /src/operator/
 # Only the operator package: no torch, no converter frameworks, no optional extras. The kubernetes client's
 # asyncio copy (kubernetes.aio, about 70 MB) is never imported: the operator uses the synchronous client.
@@ -57,9 +59,11 @@ ARG TORCH_CPU_INDEX
 # torch from the CPU-only index first; the extras below then find it satisfied.
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python ${TORCH_CPU_INDEX:+--index-url "$TORCH_CPU_INDEX"} "torch>=2.6"
+COPY api/ /src/api/
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve --extra s3
+    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve --extra s3 \
+        /src/api
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python --no-deps /src/converters
@@ -82,9 +86,10 @@ CMD ["--help"]
 # Triton's CPU build from the nvidia-pytriton wheel, serving ONNX Runtime and OpenVINO variants through its
 # Python backend (the chart's `triton.backendMode: python`). No torch: only what model.py imports.
 FROM builder AS triton-cpu-builder
+COPY api/ /src/api/
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra serve
+    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra serve /src/api
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python --no-deps /src/converters
@@ -123,10 +128,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # the build when the base image's TensorRT is older than converters[gpu] needs).
 RUN uv venv --system-site-packages --python python3 /opt/venv \
     && python3 -c 'import tensorrt; print(f"tensorrt=={tensorrt.__version__}")' > /opt/base-constraints.txt
+COPY api/ /src/api/
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python -c /opt/base-constraints.txt \
-        -r /src/converters/pyproject.toml --extra gpu --extra cpu --extra s3
+        -r /src/converters/pyproject.toml --extra gpu --extra cpu --extra s3 /src/api
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python --no-deps /src/converters \

@@ -10,14 +10,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 # Every package and extra the tests and the demo use; one environment for the whole repository.
-PACKAGES := -e operator[sim] -e converters[cpu,serve,s3] -e testbed --group dev
+PACKAGES := -e api -e operator -e sim -e converters[cpu,serve,s3] -e testbed --group dev
 PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml operator/pyproject.toml converters/pyproject.toml testbed/pyproject.toml
+$(VENV)/.installed: pyproject.toml api/pyproject.toml operator/pyproject.toml sim/pyproject.toml converters/pyproject.toml testbed/pyproject.toml
 	@echo "==> Python environment in $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check uv

@@ -3,8 +3,8 @@
 
 .PHONY: bench-cost
 bench-cost: $(VENV)/.installed ## Run the cost benchmark and report which targets are met
-	$(PY) -m thrifty_operator.sim.bench --out .bench/cost
+	$(PY) -m thrifty_sim.bench --out .bench/cost
 
 .PHONY: bench-cost-sweep
 bench-cost-sweep: $(VENV)/.installed ## Binding monthly cap over seeds 3-5 and budgets 0.6/0.8/0.95 of the oracle's cost
-	$(PY) -m thrifty_operator.sim.sweep
+	$(PY) -m thrifty_sim.sweep

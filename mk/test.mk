@@ -1,5 +1,5 @@
 # Quality gates and the test suite. `make test` is what CI runs (.ci/run).
-PY_SOURCES := operator/thrifty_operator converters/thrifty_converters testbed/thrifty_testbed
+PY_SOURCES := api/thrifty_api operator/thrifty_operator sim/thrifty_sim converters/thrifty_converters testbed/thrifty_testbed
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff (lint and format), import-linter layers

@@ -22,7 +22,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
-from thrifty_converters import cli, report
+from thrifty_api import report
+from thrifty_converters import cli
 
 SEQ = 128
 BATCH = 8

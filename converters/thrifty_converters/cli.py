@@ -2,7 +2,7 @@
 
 Errors in what the user gave print one line and exit 2; a bug or a broken stage exits 1. No
 traceback reaches the terminal unless THRIFTY_DEBUG=1. With `--summary-file` (what the operator's Jobs pass:
-their termination-message path) both commands also write the compact summary of `summary.py`, or
+their termination-message path) both commands also write the compact Job summary of `summarize.py`, or
 `{"v":1,"error":...}` before exiting non-zero.
 """
 
@@ -17,7 +17,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import errors, pipeline, report, signals, signature, summary
+from thrifty_api import job_summary, report, variants
+
+from . import errors, pipeline, signals, signature, summarize
 
 EXIT_USER = 2
 EXIT_INTERNAL = 1
@@ -41,9 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--calibration", type=Path, help="calibration inputs for static INT8 (.npz)")
     o.add_argument("--eval", type=Path, help="evaluation inputs plus a 'labels' array (.npz)")
     o.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
-    o.add_argument(
-        "--variants", default=",".join(pipeline.ALL_VARIANTS), help="comma-separated variant names"
-    )
+    o.add_argument("--variants", default=",".join(variants.ALL), help="comma-separated variant names")
     o.add_argument("--latency-budget-ms", type=float, help="p99 latency limit per request")
     o.add_argument("--max-batch-size", type=int, default=8)
     o.add_argument("--price-per-hour", type=float, default=1.0, help="node price in dollars per hour")
@@ -108,7 +108,7 @@ def _optimize(args: argparse.Namespace) -> int:
     )
     with _progress(sys.stderr.isatty()) as say:
         result = pipeline.optimize_model(opts, say)
-    _write_summary(args.summary_file, summary.from_report(result))
+    _write_summary(args.summary_file, summarize.from_report(result))
     _summary(result)
     print(f"report: {args.out / 'report.json'}")
     return 0
@@ -129,7 +129,7 @@ def _profile(args: argparse.Namespace) -> int:
             pool=args.pool,
             max_batch_size=args.max_batch_size,
         )
-    _write_summary(args.summary_file, summary.from_report(result))
+    _write_summary(args.summary_file, summarize.from_report(result))
     _summary(result)
     return 0
 
@@ -154,11 +154,11 @@ def _f(x: float | None, width: int = 9, digits: int = 2) -> str:
     return f"{x:>{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
 
 
-def _write_summary(path: Path | None, data: dict[str, object]) -> None:
+def _write_summary(path: Path | None, data: job_summary.JobSummary) -> None:
     if path is None:
         return
     try:
-        summary.write(path, data)
+        summarize.write(path, data)
     except OSError as e:
         raise errors.OutputDirError(f"cannot write the summary to {path}: {e.strerror or e}") from e
 
@@ -179,7 +179,7 @@ def _fail(argv: Sequence[str], message: str, status: int) -> int:
     path = _summary_path(argv)
     if path is not None:
         with contextlib.suppress(OSError):  # nothing more to report it with
-            summary.write(path, summary.failure(message.removeprefix("error: ")))
+            summarize.write(path, job_summary.failure(message.removeprefix("error: ")))
     return status
 
 

@@ -17,43 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from . import (
-    cpu,
-    errors,
-    examples,
-    parity,
-    profiling,
-    report,
-    runtimes,
-    selection,
-    signature,
-    source,
-    variants,
-)
+from thrifty_api import report
+from thrifty_api import variants as catalogue
+
+from . import artifact, cpu, errors, examples, parity, profiling, runtimes, selection, signature, source
 from .stages import base, export, openvino, optimize, quantize, tensorrt
 
-CPU_VARIANTS = (
-    "onnx-fp32",
-    "onnx-int8-dynamic",
-    "onnx-int8-static",
-    "openvino-fp32",
-    "openvino-bf16",
-    "openvino-int8",
-)
-GPU_VARIANTS = ("onnx-fp16", "tensorrt-fp16")
 BASELINE = "baseline"  # key of the reference runner among the profiled ones; no variant has this name
-ALL_VARIANTS = CPU_VARIANTS + GPU_VARIANTS
-
-_KIND: dict[str, tuple[variants.Format, variants.Precision, variants.Device, str]] = {
-    "onnx-fp32": ("onnx", "fp32", "cpu", "model.onnx"),
-    "onnx-int8-dynamic": ("onnx", "int8", "cpu", "model.onnx"),
-    "onnx-int8-static": ("onnx", "int8", "cpu", "model.onnx"),
-    "openvino-fp32": ("openvino", "fp32", "cpu", "model.xml"),
-    "openvino-bf16": ("openvino", "bf16", "cpu", "model.xml"),
-    "openvino-int8": ("openvino", "int8", "cpu", "model.xml"),
-    "onnx-fp16": ("onnx", "fp16", "gpu", "model.onnx"),
-    "tensorrt-fp16": ("tensorrt", "fp16", "gpu", "model.plan"),
-}
 
 Progress = Callable[[str], None]
 # Samples generated from --signature when no --inputs file is given (export + held-aside parity sets).
@@ -70,8 +40,8 @@ class Options:
     signature: signature.Signature | None = None
     calibration: Path | None = None
     eval: Path | None = None
-    target: variants.Device = "cpu"
-    variants: tuple[str, ...] = ALL_VARIANTS
+    target: catalogue.Device = "cpu"
+    variants: tuple[str, ...] = catalogue.ALL
     latency_budget_ms: float | None = None
     max_batch_size: int = 8
     price_per_hour: float = 1.0
@@ -81,9 +51,9 @@ class Options:
     def __post_init__(self) -> None:
         if self.inputs is None and self.signature is None:
             raise errors.OptionError("give example inputs (--inputs) or the model's signature (--signature)")
-        unknown = sorted(set(self.variants) - set(ALL_VARIANTS))
+        unknown = sorted(set(self.variants) - set(catalogue.ALL))
         if unknown:
-            raise errors.OptionError(f"unknown variants {unknown}; choose from {', '.join(ALL_VARIANTS)}")
+            raise errors.OptionError(f"unknown variants {unknown}; choose from {', '.join(catalogue.ALL)}")
         if self.target not in ("cpu", "gpu"):
             raise errors.OptionError(f"--target must be cpu or gpu, not {self.target!r}")
         if self.max_batch_size < 1:
@@ -165,15 +135,15 @@ def _run_batched(
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-def _tensor_specs(onnx_path: Path) -> tuple[list[variants.TensorSpec], list[variants.TensorSpec]]:
+def _tensor_specs(onnx_path: Path) -> tuple[list[artifact.TensorSpec], list[artifact.TensorSpec]]:
     from onnx import helper
 
-    def spec(vi: Any) -> variants.TensorSpec:
+    def spec(vi: Any) -> artifact.TensorSpec:
         t = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim]
         dims[:1] = [-1]  # the batch axis is always dynamic
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
-        return variants.TensorSpec(name=vi.name, dtype=dtype, shape=tuple(dims))
+        return artifact.TensorSpec(name=vi.name, dtype=dtype, shape=tuple(dims))
 
     ins, outs = export.describe(onnx_path)
     return [spec(i) for i in ins], [spec(o) for o in outs]
@@ -187,7 +157,8 @@ def _size(path: Path) -> int:
 
 def runner_for(name: str, path: Path) -> runtimes.Runner:
     """A runner for a variant's artifact on the device it targets."""
-    fmt, precision, device, _ = _KIND[name]
+    kind = catalogue.BY_NAME[name]
+    fmt, precision, device = kind.format, kind.precision, kind.device
     if fmt == "tensorrt":
         return runtimes.trt_runner(path)
     if fmt == "openvino":
@@ -205,7 +176,9 @@ class _Converter:
         self.opts, self.inputs, self.say = opts, inputs, say
         self.work = opts.out / "work"
         self.work.mkdir(exist_ok=True)
-        self.path = {n: opts.out / "variants" / n / _KIND[n][3] for n in ALL_VARIANTS}
+        self.path: dict[str, Path] = {
+            n: opts.out / "variants" / n / catalogue.BY_NAME[n].file for n in catalogue.ALL
+        }
         for p in self.path.values():
             p.parent.mkdir(parents=True, exist_ok=True)
         self.wanted = set(opts.variants)
@@ -314,9 +287,9 @@ class _Evaluator:
     ref_out: list[np.ndarray[Any, Any]]
     ref_metric: float | None
     baseline: profiling.BatchProfile | None
-    specs: tuple[list[variants.TensorSpec], list[variants.TensorSpec]] | None
+    specs: tuple[list[artifact.TensorSpec], list[artifact.TensorSpec]] | None
     candidates: list[selection.Candidate] = dataclasses.field(default_factory=list)
-    artifacts: dict[str, variants.VariantArtifact] = dataclasses.field(default_factory=dict)
+    artifacts: dict[str, artifact.VariantArtifact] = dataclasses.field(default_factory=dict)
     runners: dict[str, runtimes.Runner] = dataclasses.field(default_factory=dict)
     outputs: dict[str, Path] = dataclasses.field(default_factory=dict)
 
@@ -351,7 +324,8 @@ class _Evaluator:
 
     def gate_stage(self, r: base.StageResult) -> report.Variant:
         """Parity and task-metric gate; a passing variant's runner is kept for profiling."""
-        fmt, precision, device, _ = _KIND[r.name]
+        kind = catalogue.BY_NAME[r.name]
+        fmt, precision, device = kind.format, kind.precision, kind.device
         row: dict[str, Any] = {"name": r.name, "format": fmt, "precision": precision, "device": device}
         if not r.usable or r.output is None:
             return report.Variant(**row, status=r.status)
@@ -388,7 +362,7 @@ class _Evaluator:
             selection.Candidate(name=v.name, throughput_per_s=best.throughput_per_s, p99_ms=best.p99_ms)
         )
         if self.specs is not None:
-            self.artifacts[v.name] = variants.VariantArtifact(
+            self.artifacts[v.name] = artifact.VariantArtifact(
                 name=v.name,
                 format=v.format,
                 precision=v.precision,
@@ -422,7 +396,7 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
         specs=_tensor_specs(onnx_io) if onnx_io is not None else None,
     )
     ev.ref_metric = ev.metric(ref)
-    gated = [ev.gate_stage(r) for r in results if r.name in _KIND]
+    gated = [ev.gate_stage(r) for r in results if r.name in catalogue.BY_NAME]
     say("profile: baseline and passing variants, side by side")
     profiles = profiling.side_by_side(
         {BASELINE: ref, **ev.runners}, ev.feed_for, sorted({1, b}), max_seconds_per_batch=opts.profile_seconds
@@ -491,7 +465,7 @@ def batch_row(p: profiling.BatchProfile) -> report.BatchProfile:
 
 
 def _publish(
-    repo: Path, artifacts: dict[str, variants.VariantArtifact], say: Progress
+    repo: Path, artifacts: dict[str, artifact.VariantArtifact], say: Progress
 ) -> tuple[Path | None, dict[str, str]]:
     """Write each passing variant into the Triton repository through the Triton package's writer.
 

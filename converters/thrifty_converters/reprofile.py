@@ -10,7 +10,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from . import errors, examples, pipeline, profiling, report, runtimes, selection, source
+from thrifty_api import report
+
+from . import errors, examples, pipeline, profiling, runtimes, selection, source
 
 Progress = pipeline.Progress
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Literal
+
+from thrifty_api import optimized_model as models
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -24,40 +26,41 @@ class Condition:
     message: str
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now() -> datetime.datetime:
+    # Whole seconds: the API server stores RFC 3339 times without fractions.
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def merge(
-    stored: Iterable[Mapping[str, Any]],
+    stored: Iterable[models.Condition],
     computed: Iterable[Condition],
     generation: int,
-    now: str | None = None,
-) -> list[dict[str, Any]]:
+    now: datetime.datetime | None = None,
+) -> list[models.Condition]:
     """The new `status.conditions`: `computed` applied over `stored`, keeping other stored types."""
-    by_type = {c["type"]: dict(c) for c in stored}
+    by_type = {c.type: c for c in stored}
     timestamp = now or _now()
     for cond in computed:
         previous = by_type.get(cond.type)
-        changed = previous is None or previous.get("status") != cond.status
-        by_type[cond.type] = {
-            "type": cond.type,
-            "status": cond.status,
-            "observedGeneration": generation,
-            "lastTransitionTime": timestamp if changed else previous["lastTransitionTime"],  # type: ignore[index]
-            "reason": cond.reason,
+        changed = previous is None or previous.status != cond.status
+        by_type[cond.type] = models.Condition(
+            type=cond.type,
+            status=cond.status,
+            observed_generation=generation,
+            last_transition_time=timestamp if changed or previous is None else previous.last_transition_time,
+            reason=cond.reason,
             # Conditions are one-liners; Events and logs carry the detail.
-            "message": " ".join(cond.message.split())[:1024],
-        }
-    return sorted(by_type.values(), key=lambda c: c["type"])
+            message=" ".join(cond.message.split())[:1024],
+        )
+    return sorted(by_type.values(), key=lambda c: c.type)
 
 
-def find(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+def find(conditions: Iterable[models.Condition], type_: str) -> models.Condition | None:
     """The condition of `type_`, if present."""
-    return next((c for c in conditions if c.get("type") == type_), None)
+    return next((c for c in conditions if c.type == type_), None)
 
 
-def is_true(conditions: Iterable[Mapping[str, Any]], type_: str) -> bool:
+def is_true(conditions: Iterable[models.Condition], type_: str) -> bool:
     """Whether the condition of `type_` is present and True."""
     cond = find(conditions, type_)
-    return cond is not None and cond.get("status") == "True"
+    return cond is not None and cond.status == "True"

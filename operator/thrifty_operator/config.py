@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import pydantic
 import pydantic_settings
-import yaml
-from pydantic import alias_generators
+
+from thrifty_api import pools
 
 
 class Settings(pydantic_settings.BaseSettings):
@@ -86,95 +85,11 @@ class Settings(pydantic_settings.BaseSettings):
         return None if value == "" else value
 
 
-def _camel_config() -> pydantic.ConfigDict:
-    return pydantic.ConfigDict(
-        alias_generator=alias_generators.to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-class Toleration(pydantic.BaseModel):
-    """A pod toleration, as in the core API."""
-
-    model_config = _camel_config()
-
-    key: str | None = None
-    operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-
-
-class Accelerator(pydantic.BaseModel):
-    """The GPU of a pool's nodes."""
-
-    model_config = _camel_config()
-
-    product: str
-    """GPU product as the `nvidia.com/gpu.product` label names it; TensorRT engines are built per product."""
-
-    resource: str = "nvidia.com/gpu"
-    """Extended resource each replica requests."""
-
-    count: int = pydantic.Field(default=1, ge=1)
-    """GPUs per node."""
-
-
-class Allocatable(pydantic.BaseModel):
-    """Allocatable resources of one node (quantities)."""
-
-    model_config = _camel_config()
-
-    cpu: str
-    memory: str
-    gpu: int = 0
-
-
-class Pool(pydantic.BaseModel):
-    """One node pool Thrifty may place replicas on."""
-
-    model_config = _camel_config()
-
-    name: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    node_selector: dict[str, str]
-    tolerations: list[Toleration] = pydantic.Field(default_factory=list)
-    accelerator: Accelerator | None = None
-    allocatable: Allocatable
-    price_per_node_hour: str
-    """Price of one node for one hour, a decimal string in the catalogue's currency."""
-
-    @pydantic.field_validator("price_per_node_hour")
-    @classmethod
-    def _decimal(cls, value: str) -> str:
-        try:
-            if Decimal(value) < 0:
-                raise ValueError("must not be negative")
-        except InvalidOperation as err:
-            raise ValueError(f"must be a decimal, got {value!r}") from err
-        return value
-
-    @property
-    def is_gpu(self) -> bool:
-        """Whether replicas on this pool get a GPU."""
-        return self.accelerator is not None
-
-
-class PoolCatalogue(pydantic.BaseModel):
-    """Every pool with its price, as the chart's `pools` value renders it."""
-
-    model_config = _camel_config()
-
-    currency: str = "USD"
-    pools: list[Pool] = pydantic.Field(min_length=1)
-
-    def get(self, name: str) -> Pool | None:
-        """The pool called `name`, if the catalogue has one."""
-        return next((p for p in self.pools if p.name == name), None)
-
-
 @functools.lru_cache(maxsize=4)
-def _load_catalogue(path: pathlib.Path, mtime: float) -> PoolCatalogue:
-    return PoolCatalogue.model_validate(yaml.safe_load(path.read_text()))
+def _load_catalogue(path: pathlib.Path, mtime: float) -> pools.PoolCatalogue:
+    return pools.parse(path.read_text())
 
 
-def load_catalogue(path: pathlib.Path) -> PoolCatalogue:
+def load_catalogue(path: pathlib.Path) -> pools.PoolCatalogue:
     """Read the catalogue, re-reading only when the (ConfigMap-mounted) file changes."""
     return _load_catalogue(path, path.stat().st_mtime)

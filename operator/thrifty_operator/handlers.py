@@ -1,4 +1,4 @@
-"""kopf glue: thin handlers that read inputs, call the pure pipeline and hand its plan to `k8s`.
+"""kopf glue: thin handlers that read inputs, call the pure planner and hand its plan to `k8s`.
 
 Run with `kopf run --standalone --all-namespaces -m thrifty_operator.handlers`.
 """
@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import kopf
 import pydantic
+
+from thrifty_api import optimized_model as models
+from thrifty_api import pools
 
 from . import (
     conditions,
@@ -21,14 +24,14 @@ from . import (
     loadprobe,
     manifests,
     names,
-    pipeline,
-    pricing,
+    pool_pricing,
     promload,
-    scaling,
+    status_io,
     telemetry,
 )
-from .api import models
 from .cost import metrics
+from .planning import measure, observed
+from .planning import plan as planner
 
 SETTINGS = config.Settings()
 RESOURCE = (models.GROUP, models.VERSION, models.PLURAL)
@@ -62,7 +65,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         telemetry.serve(SETTINGS.metrics_port)
 
 
-def _catalogue() -> config.PoolCatalogue:
+def _catalogue() -> pools.PoolCatalogue:
     try:
         return config.load_catalogue(SETTINGS.pool_catalogue)
     except (OSError, pydantic.ValidationError, ValueError) as err:
@@ -71,8 +74,8 @@ def _catalogue() -> config.PoolCatalogue:
         ) from err
 
 
-def _price_of(pool: config.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    return pricing.replica_price(
+def _price_of(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
+    return pool_pricing.replica_price(
         pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
     )
 
@@ -93,51 +96,35 @@ def reconcile(
     body: kopf.Body,
     memo: kopf.Memo | None = None,
 ) -> None:
-    """Level-based reconcile shared by create, update, resume and the timer; the timer (with `memo`) also
-    scales under the budgets."""
-    try:
-        typed = models.OptimizedModelSpec.model_validate(spec)
-    except pydantic.ValidationError as err:
-        # The CRD schema admits nothing this rejects; an older stored object might. Report, don't retry.
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        invalid = conditions.Condition(
-            type="Ready", status="False", reason="InvalidSpec", message=f"spec.{where}: {first['msg']}"
-        )
-        patch.status["conditions"] = conditions.merge(status.get("conditions") or [], [invalid], generation)
-        raise kopf.PermanentError(f"invalid spec.{where}: {first['msg']}") from err
+    """Level-based reconcile shared by create, update, resume and the timer: read, plan, write. The timer
+    (with `memo`) also reads the load and scales under the budgets."""
+    stored = status_io.read(status)
+    typed = _valid_spec(spec, stored, generation, patch)
     owner = manifests.Owner(name=name, namespace=namespace, uid=uid)
     try:
-        # Once every pool's measurements are recorded in status, Jobs need not even be read.
-        jobs_needed = not pipeline.fully_recorded(typed, status)
-        observed = k8s.observe(namespace, name, names.artifact_digest(typed), list_jobs=jobs_needed)
-        for job_name, state in observed.jobs.items():
-            if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
-                k8s.keep_summary(namespace, job_name, state)
-                telemetry.job_finished(state.component, state.phase, state.duration_seconds)
-        for job_name in pipeline.jobs_to_adopt(observed, uid):
-            owned = bool(observed.jobs[job_name].owners)
-            k8s.adopt_job(namespace, job_name, owner.reference(controller=False), owned=owned)
-        result = pipeline.plan(
-            owner=owner,
-            generation=generation,
-            spec=typed,
-            stored_status=status,
-            observed=observed,
-            catalogue=_catalogue(),
-            settings=SETTINGS,
-            price_of=_price_of,
-            scaler=_scaler(name, namespace, body, status, typed, memo) if memo is not None else None,
-        )
-        if result.create_jobs and SETTINGS.artifact_store == "pvc":
-            k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
-        for job in result.create_jobs:
-            if k8s.create_job(job):
-                kopf.event(
-                    body, type="Normal", reason="JobCreated", message=f"created Job {job['metadata']['name']}"
-                )
-        for manifest in result.apply:
-            k8s.apply(manifest)
+        children = _observe(owner, typed, stored)
+        catalogue = _catalogue()
+
+        def planned(load: observed.Load | None) -> planner.Plan:
+            return planner.plan(
+                owner=owner,
+                generation=generation,
+                spec=typed,
+                stored=stored,
+                observed=children,
+                catalogue=catalogue,
+                settings=SETTINGS,
+                price_of=_price_of,
+                load=load,
+            )
+
+        result = planned(None)
+        if memo is not None and result.serving:
+            # Load and budgets are read only for a model being served; then it is planned again with them.
+            result = planned(_load(name, namespace, body, memo))
+            # The policy's memory between status writes lives in memo; after a restart, status has a copy.
+            memo["scaling"] = result.status.scaling
+        _write_children(namespace, body, result)
     except k8s.ApiError as err:
         if err.retryable:
             raise kopf.TemporaryError(str(err), delay=10) from err
@@ -146,13 +133,67 @@ def reconcile(
     # kopf.event posts regardless of `posting.level`, which only filters kopf's own log records.
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    written = dict(status)
-    for key, value in _changed(status, result.status).items():
-        if key in ("cost", "scaling") and not _due(status, result.status, key):
+    written = _write_status(status, status_io.dump(result.status), patch)
+    telemetry.record(namespace, name, status_io.read(written))
+
+
+def _valid_spec(
+    spec: dict[str, Any], stored: models.OptimizedModelStatus, generation: int, patch: kopf.Patch
+) -> models.OptimizedModelSpec:
+    try:
+        return models.OptimizedModelSpec.model_validate(spec)
+    except pydantic.ValidationError as err:
+        # The CRD schema admits nothing this rejects; an older stored object might. Report, don't retry.
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        invalid = conditions.Condition(
+            type="Ready", status="False", reason="InvalidSpec", message=f"spec.{where}: {first['msg']}"
+        )
+        merged = conditions.merge(stored.conditions, [invalid], generation)
+        patch.status["conditions"] = [
+            c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in merged
+        ]
+        raise kopf.PermanentError(f"invalid spec.{where}: {first['msg']}") from err
+
+
+def _write_status(stored: dict[str, Any], new: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
+    """Patch the parts of status that changed (cost and scaling only when due); return it as written."""
+    written = dict(stored)
+    for key, value in _changed(stored, new).items():
+        if key in ("cost", "scaling") and not _due(stored, new, key):
             continue
         patch.status[key] = value
         written[key] = value
-    telemetry.record(namespace, name, written)
+    return written
+
+
+def _observe(
+    owner: manifests.Owner, spec: models.OptimizedModelSpec, stored: models.OptimizedModelStatus
+) -> observed.Observed:
+    """The model's children; finished Jobs keep their summaries, shared Jobs gain this model as an owner."""
+    # Once every pool's measurements are recorded in status, Jobs need not even be read.
+    jobs_needed = not measure.fully_recorded(spec, stored)
+    children = k8s.observe(owner.namespace, owner.name, names.artifact_digest(spec), list_jobs=jobs_needed)
+    for job_name, state in children.jobs.items():
+        if state.phase in ("Succeeded", "Failed") and not state.persisted and state.message is not None:
+            k8s.keep_summary(owner.namespace, job_name, state)
+            telemetry.job_finished(state.component, state.phase, state.duration_seconds)
+    for job_name in planner.jobs_to_adopt(children, owner.uid):
+        owned = bool(children.jobs[job_name].owners)
+        k8s.adopt_job(owner.namespace, job_name, owner.reference(controller=False), owned=owned)
+    return children
+
+
+def _write_children(namespace: str, body: kopf.Body, result: planner.Plan) -> None:
+    if result.create_jobs and SETTINGS.artifact_store == "pvc":
+        k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
+    for job in result.create_jobs:
+        if k8s.create_job(job):
+            kopf.event(
+                body, type="Normal", reason="JobCreated", message=f"created Job {job['metadata']['name']}"
+            )
+    for manifest in result.apply:
+        k8s.apply(manifest)
 
 
 def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
@@ -169,7 +210,7 @@ def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
     return age.total_seconds() >= SETTINGS.cost_update_interval_seconds
 
 
-def _load(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int]:
+def _sample(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int]:
     """Triton's load (None when unknown: the policy then holds the fleet) and the ready replicas."""
     pods = k8s.triton_pods(namespace, name)
     if SETTINGS.prometheus_url is None:
@@ -185,43 +226,23 @@ def _load(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSampl
     return load, len(loadprobe.ready_pods(pods))
 
 
-def _scaler(
-    name: str,
-    namespace: str,
-    body: kopf.Body,
-    status: Mapping[str, Any],
-    spec: models.OptimizedModelSpec,
-    memo: kopf.Memo,
-) -> pipeline.Scaler:
-    """Bind the pure policy to this model's inputs, gathered only when the pipeline reaches serving."""
-
-    def scale(options: Sequence[pipeline.Candidate], default: pipeline.Candidate) -> pipeline.ScaleChoice:
-        load, ready = _load(namespace, name, memo)
-        ns_annotations = k8s.namespace_annotations(namespace)
-        keys = (models.BUDGET_PER_HOUR_ANNOTATION, models.BUDGET_PER_MONTH_ANNOTATION)
-        demand = k8s.model_rates(namespace) if any(k in ns_annotations for k in keys) else {}
-        # The policy's memory between status writes lives in memo; after a restart, status has the last copy.
-        remembered = dict(status)
-        if "scaling" in memo:
-            remembered["scaling"] = memo["scaling"]
-        inputs = scaling.Inputs(
-            now=datetime.datetime.now(datetime.UTC),
-            spec=spec,
-            annotations=dict(body.metadata.annotations),
-            namespace_annotations=ns_annotations,
-            namespace_demand=demand,
-            model=name,
-            stored_status=remembered,
-            candidates=options,
-            load=load,
-            ready_replicas=ready,
-            sync_seconds=SETTINGS.status_interval_seconds,
-        )
-        decided = scaling.decide(inputs, _catalogue(), default)
-        memo["scaling"] = decided.scaling
-        return decided
-
-    return scale
+def _load(name: str, namespace: str, body: kopf.Body, memo: kopf.Memo) -> observed.Load:
+    """What the budget-aware scaler reads: load, replicas, budgets and the namespace's demand."""
+    sample, ready = _sample(namespace, name, memo)
+    ns_annotations = k8s.namespace_annotations(namespace)
+    keys = (models.BUDGET_PER_HOUR_ANNOTATION, models.BUDGET_PER_MONTH_ANNOTATION)
+    demand = k8s.model_rates(namespace) if any(k in ns_annotations for k in keys) else {}
+    remembered = memo.get("scaling")
+    return observed.Load(
+        now=datetime.datetime.now(datetime.UTC),
+        annotations=dict(body.metadata.annotations),
+        namespace_annotations=ns_annotations,
+        namespace_demand=demand,
+        sample=sample,
+        ready_replicas=ready,
+        remembered=remembered if isinstance(remembered, models.ScalingStatus) else None,
+        sync_seconds=SETTINGS.status_interval_seconds,
+    )
 
 
 def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None, handler: str) -> None:

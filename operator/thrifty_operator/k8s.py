@@ -14,8 +14,10 @@ import kubernetes
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, Configuration, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from . import manifests, names, pipeline
-from .api import models
+from thrifty_api import optimized_model as models
+
+from . import manifests, names
+from .planning import observed
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "thrifty-operator"
@@ -56,7 +58,7 @@ def api_client() -> ApiClient:
     return client
 
 
-def _job_phase(job: Mapping[str, Any]) -> pipeline.JobPhase:
+def _job_phase(job: Mapping[str, Any]) -> observed.JobPhase:
     for cond in job.get("status", {}).get("conditions") or []:
         if cond.get("status") != "True":
             continue
@@ -98,7 +100,7 @@ def _termination_message(pods: list[dict[str, Any]], job: str) -> str | None:
     return finished[-1][1] if finished else None
 
 
-def _deployment_state(dep: Mapping[str, Any]) -> pipeline.DeploymentState:
+def _deployment_state(dep: Mapping[str, Any]) -> observed.DeploymentState:
     spec, status, meta = dep.get("spec", {}), dep.get("status", {}), dep["metadata"]
     template = spec.get("template", {}).get("metadata", {})
     replicas = int(spec.get("replicas") or 0)
@@ -108,7 +110,7 @@ def _deployment_state(dep: Mapping[str, Any]) -> pipeline.DeploymentState:
         and updated >= replicas
         and int(status.get("replicas") or 0) <= replicas
     )
-    return pipeline.DeploymentState(
+    return observed.DeploymentState(
         replicas=replicas,
         ready_replicas=int(status.get("readyReplicas") or 0),
         updated_replicas=updated,
@@ -127,7 +129,7 @@ def _serialize(response: Any) -> Any:
 RAW: dict[str, Any] = {"_preload_content": False}
 
 
-def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) -> pipeline.Observed:
+def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) -> observed.Observed:
     """Read the Jobs of the model's artifacts (with their summaries) and the model's Triton Deployment."""
     client = api_client()
     selector = f"{names.LABEL_DIGEST}={digest}"
@@ -165,8 +167,8 @@ def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) 
         kept = _summary_annotation(job)
         if kept is not None:
             # Written only after the Job finished, so it outlives garbage-collected pods.
-            phase: pipeline.JobPhase = "Failed" if kept.startswith("failed:") else "Succeeded"
-            states[name] = pipeline.JobState(
+            phase: observed.JobPhase = "Failed" if kept.startswith("failed:") else "Succeeded"
+            states[name] = observed.JobState(
                 phase=phase,
                 message=kept.removeprefix("failed:"),
                 persisted=True,
@@ -177,10 +179,10 @@ def observe(namespace: str, model: str, digest: str, *, list_jobs: bool = True) 
             continue
         phase = _job_phase(job)
         message = _termination_message(pods, name) if phase != "Running" else None
-        states[name] = pipeline.JobState(
+        states[name] = observed.JobState(
             phase=phase, message=message, owners=owners, component=component, duration_seconds=duration
         )
-    return pipeline.Observed(jobs=states, deployment=_deployment_state(dep) if dep else None, applied=applied)
+    return observed.Observed(jobs=states, deployment=_deployment_state(dep) if dep else None, applied=applied)
 
 
 def _read_or_none(read: Callable[[], Any]) -> dict[str, Any] | None:
@@ -198,7 +200,7 @@ def _summary_annotation(job: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-def keep_summary(namespace: str, job: str, state: pipeline.JobState) -> None:
+def keep_summary(namespace: str, job: str, state: observed.JobState) -> None:
     """Copy a finished Job's termination message onto the Job, where it survives pod garbage collection."""
     value = ("failed:" if state.phase == "Failed" else "") + (state.message or "")
     body = {"metadata": {"annotations": {names.ANNOTATION_SUMMARY: value}}}
@@ -270,17 +272,6 @@ def apply(manifest: dict[str, Any]) -> None:
             raise ValueError(f"apply does not handle {manifest['kind']}")
     except ApiException as err:
         raise _wrap(err, f"applying {manifest['kind']} {meta['name']}") from err
-
-
-def scale_deployment(namespace: str, model: str, replicas: int) -> None:
-    """Set the Triton Deployment's replicas (the scaler's only write)."""
-    client = api_client()
-    try:
-        AppsV1Api(client).patch_namespaced_deployment_scale(
-            names.deployment(model), namespace, {"spec": {"replicas": replicas}}, **RAW
-        )
-    except ApiException as err:
-        raise _wrap(err, f"scaling {namespace}/{names.deployment(model)}") from err
 
 
 def namespace_annotations(namespace: str) -> dict[str, str]:

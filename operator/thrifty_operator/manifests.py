@@ -13,8 +13,10 @@ import posixpath
 from decimal import Decimal
 from typing import Any
 
+from thrifty_api import optimized_model as models
+from thrifty_api import pools, variants
+
 from . import config, names
-from .api import models
 
 ARTIFACTS_MOUNT = "/var/lib/thrifty/artifacts"
 SOURCES_MOUNT = "/var/lib/thrifty/sources"
@@ -147,7 +149,7 @@ def artifact_dir(digest: str) -> str:
     return posixpath.join(ARTIFACTS_MOUNT, digest)
 
 
-def pool_dir(digest: str, pool: config.Pool) -> str:
+def pool_dir(digest: str, pool: pools.Pool) -> str:
     """Where one pool's profile (and, for GPU pools, its TensorRT engines) live."""
     return posixpath.join(artifact_dir(digest), "pools", pool.name)
 
@@ -189,7 +191,7 @@ def _store_command(settings: config.Settings, digest: str, args: list[str]) -> t
     ]
 
 
-def _pod_placement(pool: config.Pool) -> dict[str, Any]:
+def _pod_placement(pool: pools.Pool) -> dict[str, Any]:
     placement: dict[str, Any] = {"nodeSelector": dict(pool.node_selector)}
     if pool.tolerations:
         placement["tolerations"] = [t.model_dump(exclude_none=True) for t in pool.tolerations]
@@ -212,7 +214,7 @@ def _job(
     owner: Owner,
     name: str,
     component: str,
-    pool: config.Pool,
+    pool: pools.Pool,
     args: list[str],
     image: str,
     volumes: list[dict[str, Any]],
@@ -282,7 +284,7 @@ def convert_job(
     owner: Owner,
     spec: models.OptimizedModelSpec,
     digest: str,
-    pool: config.Pool,
+    pool: pools.Pool,
     price_per_hour: Decimal,
     settings: config.Settings,
 ) -> dict[str, Any]:
@@ -290,7 +292,7 @@ def convert_job(
     secret = spec.source.credentials_secret_ref.name if spec.source.credentials_secret_ref else None
     source = _mounted(spec.source.uri, "source", secret)
     artifacts_volume, artifacts_mount = _artifact_volume(settings, read_only=False)
-    cpu_variants = [v for v in spec.optimization.variants if v not in models.GPU_VARIANTS]
+    cpu_variants = [v for v in spec.optimization.variants if v not in variants.GPU]
     args = [
         "optimize",
         source.arg,
@@ -344,7 +346,7 @@ def profile_job(
     owner: Owner,
     spec: models.OptimizedModelSpec,
     digest: str,
-    pool: config.Pool,
+    pool: pools.Pool,
     price_per_hour: Decimal,
     settings: config.Settings,
 ) -> dict[str, Any]:
@@ -362,7 +364,7 @@ def profile_job(
         TERMINATION_LOG,
     ]
     if pool.is_gpu:
-        gpu_variants = [v for v in spec.optimization.variants if v in models.GPU_VARIANTS]
+        gpu_variants = [v for v in spec.optimization.variants if v in variants.GPU]
         args = [
             "optimize",
             posixpath.join(artifact_dir(digest), "model.onnx"),
@@ -403,11 +405,11 @@ class Serving:
     variant: str
     model_name: str
     repository: str
-    pool: config.Pool
+    pool: pools.Pool
     replicas: int
 
 
-def _triton_resources(spec: models.OptimizedModelSpec, pool: config.Pool) -> dict[str, Any]:
+def _triton_resources(spec: models.OptimizedModelSpec, pool: pools.Pool) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "requests": spec.serving.resources.requests.model_dump(exclude_none=True),
     }

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from .api import models
+from thrifty_api import optimized_model as models
 
 MANAGED_BY = "thrifty"
 LABEL_MODEL = f"{models.GROUP}/model"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import prometheus_client as prom
+
+from thrifty_api import optimized_model as models
 
 log = logging.getLogger(__name__)
 
@@ -105,37 +107,33 @@ def _budget(text: Any) -> tuple[str, float] | None:
     return ("hour" if period == "h" else "month"), value
 
 
-def _measured(status: Mapping[str, Any], variant: str, pool: str) -> Mapping[str, Any]:
-    for measured in status.get("variants") or []:
-        if measured.get("name") == variant and measured.get("pool") == pool:
-            return dict(measured)
-    return {}
+def _cost_per_million(status: models.OptimizedModelStatus, variant: str, pool: str) -> str | None:
+    measured = next((v for v in status.variants if (v.name, v.pool) == (variant, pool)), None)
+    return measured.cost_per_million if measured else None
 
 
-def record(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+def record(namespace: str, name: str, status: models.OptimizedModelStatus) -> None:
     """Set the model's series from its status (as the reconcile wrote it); drop series it no longer has."""
-    selected = status.get("selected") or {}
-    model = (namespace, name, str(selected.get("variant") or ""), str(selected.get("pool") or ""))
-    cost = status.get("cost") or {}
-    currency = str(cost.get("currency") or "USD")
+    selected = status.selected
+    model = (namespace, name, selected.variant if selected else "", selected.pool if selected else "")
+    cost = status.cost
+    currency = cost.currency if cost else "USD"
     values: list[tuple[prom.Gauge, tuple[str, ...], float | None]] = [
-        (SPEND_RATE, (*model, currency), _number(cost.get("ratePerHour"))),
-        (MONTH_TO_DATE, (*model, currency), _number(cost.get("monthToDate"))),
-        (PROJECTED, (*model, currency), _number(cost.get("projectedMonthEnd"))),
-        (
-            COST_PER_MILLION,
-            (*model, currency),
-            _number(_measured(status, model[2], model[3]).get("costPerMillion")),
-        ),
+        (SPEND_RATE, (*model, currency), _number(cost.rate_per_hour if cost else None)),
+        (MONTH_TO_DATE, (*model, currency), _number(cost.month_to_date if cost else None)),
+        (PROJECTED, (*model, currency), _number(cost.projected_month_end if cost else None)),
+        (COST_PER_MILLION, (*model, currency), _number(_cost_per_million(status, model[2], model[3]))),
     ]
-    replicas = status.get("replicas") or {}
-    values += [(REPLICAS, (*model, state), _number(replicas.get(state))) for state in ("desired", "ready")]
-    budget = _budget(cost.get("budget"))
+    replicas = status.replicas
+    values += [
+        (REPLICAS, (*model, "desired"), float(replicas.desired) if replicas else None),
+        (REPLICAS, (*model, "ready"), float(replicas.ready) if replicas else None),
+    ]
+    budget = _budget(cost.budget if cost else None)
     if budget:
         values.append((BUDGET, (*model, currency, budget[0]), budget[1]))
-    reason = (status.get("scaling") or {}).get("reason")
-    if reason:
-        values.append((DECISION, (*model, str(reason)), 1.0))
+    if status.scaling and status.scaling.reason:
+        values.append((DECISION, (*model, status.scaling.reason), 1.0))
     kept = [(gauge, labels) for gauge, labels, value in values if value is not None]
     with _lock:
         for gauge, labels in set(_series.get((namespace, name), [])) - set(kept):

@@ -445,9 +445,9 @@ def uncompressed_size(archive: pathlib.Path) -> int:
 # What each target's build reads from the context (.dockerignore admits only these); the Dockerfile and the
 # base images count for every target.
 _TARGET_INPUTS = {
-    "operator": ("operator",),
-    "converter": ("converters",),
-    "triton-cpu": ("converters",),
+    "operator": ("api", "operator"),
+    "converter": ("api", "converters"),
+    "triton-cpu": ("api", "converters"),
 }
 
 

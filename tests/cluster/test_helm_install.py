@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from thrifty_operator.api import crdgen
+from thrifty_api import crdgen
 from thrifty_testbed import chart
 from thrifty_testbed.cluster import LocalCluster
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from thrifty_converters import cli, errors, signature, summary
+from thrifty_api import job_summary
+from thrifty_converters import cli, errors, signature
 
 SIGNATURE = json.dumps(
     {
@@ -49,11 +50,13 @@ def test_signature_rejects_invalid_json_with_one_line() -> None:
 
 def test_summary_is_trimmed_to_the_termination_message_limit() -> None:
     rows = [
-        {"name": f"v{i}", "status": "failed: " + "x" * 900, "parity": "p" * 120, "throughput_per_s": 1.0}
+        job_summary.VariantResult(
+            name=f"v{i}", status="failed: " + "x" * 900, parity="p" * 120, throughput_per_s=1.0
+        )
         for i in range(12)
     ]
-    text = summary.encode({"v": 1, "variants": rows, "selected": None})
-    assert len(text.encode()) <= summary.MAX_BYTES
+    text = job_summary.encode(job_summary.JobSummary(variants=rows))
+    assert len(text.encode()) <= job_summary.MAX_BYTES
     data = json.loads(text)
     assert data["v"] == 1 and data["variants"] and "parity" not in data["variants"][0]
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from thrifty_converters import cli, cpu, parity, profiling, report, selection, variants
-from thrifty_converters.pipeline import ALL_VARIANTS
+from thrifty_api import report, variants
+from thrifty_converters import artifact, cli, cpu, parity, profiling, selection
 from thrifty_converters.stages import export
 
 QUICK = ["--profile-seconds", "0.4", "--max-batch-size", "4"]
@@ -50,7 +50,7 @@ def test_optimize_writes_report_with_required_keys(full_run: tuple[Path, dict[st
     assert data["schema_version"] == report.SCHEMA_VERSION
     assert isinstance(data["baseline"], dict) and data["baseline"]["throughput_per_s"] > 0
     rows = data["variants"]
-    assert isinstance(rows, list) and [v["name"] for v in rows] == list(ALL_VARIANTS)
+    assert isinstance(rows, list) and [v["name"] for v in rows] == list(variants.ALL)
     for v in rows:
         for key in (
             "name",
@@ -234,22 +234,22 @@ def test_profile_measures_a_runner_with_stability_flag(converter_models: type[An
 
 
 def test_variant_artifact_validates_and_freezes(tmp_path: Path) -> None:
-    spec = variants.TensorSpec(name="x", dtype="float32", shape=(-1, 16))
-    art = variants.VariantArtifact(
+    spec = artifact.TensorSpec(name="x", dtype="float32", shape=(-1, 16))
+    art = artifact.VariantArtifact(
         name="onnx-fp32",
         format="onnx",
         precision="fp32",
         path=tmp_path / "model.onnx",
         inputs=[spec],
-        outputs=[variants.TensorSpec(name="y", dtype="float32", shape=(-1, 4))],
+        outputs=[artifact.TensorSpec(name="y", dtype="float32", shape=(-1, 4))],
         max_batch_size=8,
         device="cpu",
     )
     assert isinstance(art.inputs, tuple) and hash(art)
     with pytest.raises(ValueError, match="dtype"):
-        variants.TensorSpec(name="x", dtype="float", shape=(-1,))
+        artifact.TensorSpec(name="x", dtype="float", shape=(-1,))
     with pytest.raises(ValueError, match="max_batch_size"):
-        variants.VariantArtifact(**{**art.__dict__, "max_batch_size": 0})
+        artifact.VariantArtifact(**{**art.__dict__, "max_batch_size": 0})
 
 
 def test_gpu_stage_reports_missing_package_as_skipped(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from thrifty_converters.triton import config as tc
+from thrifty_converters.triton import model_config as tc
 from thrifty_converters.triton import repository
-from thrifty_converters.triton import testing as tm
 from thrifty_converters.triton.errors import InvalidModelConfigError
+from thrifty_testbed import triton_models as tm
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thrifty_converters.triton import config as tc
-from thrifty_converters.triton import repository, server
-from thrifty_converters.triton import testing as tm
+from thrifty_converters.triton import model_config as tc
+from thrifty_converters.triton import repository
+from thrifty_converters.triton.distribution import TritonDistribution, find_tritonserver
 from thrifty_converters.triton.errors import ServerError
+from thrifty_testbed import triton as server
+from thrifty_testbed import triton_models as tm
 
 pytestmark = pytest.mark.triton
 
@@ -34,7 +36,7 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def triton(tmp_path_factory: pytest.TempPathFactory, onnx_path: Path) -> Iterator[server.TritonServer]:
     pytest.importorskip("tritonclient.grpc")
     try:
-        server.find_tritonserver()
+        find_tritonserver()
     except ServerError as e:
         pytest.skip(str(e))
     repo = tmp_path_factory.mktemp("repo")
@@ -164,7 +166,7 @@ def test_server_exports_scaling_metrics_when_requests_served(triton: server.Trit
 
 
 def test_server_command_binds_every_endpoint_when_host_given(tmp_path: Path) -> None:
-    distribution = server.TritonDistribution(
+    distribution = TritonDistribution(
         binary=Path("/opt/tritonserver"),
         libs_dir=Path("/opt/libs"),
         backends_dir=Path("/opt/backends"),

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from operator_runner import condition, get_json, model_manifest, running_operator, wait_for
 
-from thrifty_converters.triton import repository, testing
+from thrifty_api import optimized_model as models
+from thrifty_converters.triton import repository
 from thrifty_operator import names, promload
-from thrifty_operator.api import models
-from thrifty_testbed import deploy
+from thrifty_testbed import deploy, triton_models
 from thrifty_testbed.cluster import REPO_ROOT, LocalCluster
 from thrifty_testbed.prometheus import LocalPrometheus
 
@@ -68,9 +68,11 @@ def _prepare_artifacts(cluster: LocalCluster, namespace: str, digest: str, tmp: 
     )
     pv = get_json(cluster, "pvc", "thrifty-artifacts", "-n", namespace)["spec"]["volumeName"]
     volume = pathlib.Path(get_json(cluster, "pv", pv)["spec"]["hostPath"]["path"])
-    onnx = testing.build_onnx(tmp / "model.onnx")
+    onnx = triton_models.build_onnx(tmp / "model.onnx")
     repo = volume / digest / "model_repository"
-    repository.write_python_backend_variant(repo, f"{VARIANT}-py", testing.variant(VARIANT, "onnx", onnx))
+    repository.write_python_backend_variant(
+        repo, f"{VARIANT}-py", triton_models.variant(VARIANT, "onnx", onnx)
+    )
     # Written here as root (the repository is staged in a private temporary folder); Triton runs as 10001.
     for path in [volume / digest, *(volume / digest).rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -119,7 +121,7 @@ class _Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        x = np.ones((1, testing.FEATURES), dtype=np.float32)
+        x = np.ones((1, triton_models.FEATURES), dtype=np.float32)
         inp = self._http.InferInput("x", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         deadline = time.monotonic() + 240  # never outlives the test by much

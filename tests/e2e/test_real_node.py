@@ -19,6 +19,7 @@ import pytest
 import yaml
 from operator_runner import condition, get_json, wait_for
 
+from thrifty_api import optimized_model as models
 from thrifty_operator import names
 from thrifty_testbed import demo, deploy, node
 from thrifty_testbed.cluster import LocalCluster
@@ -207,6 +208,9 @@ def test_model_converts_in_containers_survives_operator_pod_deletion_and_serves(
     jobs = get_json(local_cluster, "jobs", "-n", NAMESPACE, "-l", component)["items"]
     assert [j["metadata"]["uid"] for j in jobs] == [job["metadata"]["uid"]], "no second conversion Job"
     assert jobs[0]["status"].get("succeeded") == 1
+    # What the operator wrote is exactly the typed API: every field known, every value in its bounds.
+    typed = models.OptimizedModel.model_validate(om)
+    assert typed.status is not None and typed.status.cost is not None and typed.status.scaling is not None
     status = om["status"]
     assert status["selected"] == {**status["selected"], "variant": "onnx-fp32", "pool": "cpu-c7i"}
     triton = _pods(local_cluster, NAMESPACE, f"{names.LABEL_COMPONENT}=triton")

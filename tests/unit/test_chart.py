@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from thrifty_api import crdgen, pools
 from thrifty_operator import config
-from thrifty_operator.api import crdgen
 from thrifty_testbed import chart
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -209,8 +209,8 @@ def test_chart_ci_values_select_python_backend_and_fit_jobs_on_the_local_node() 
 
 def test_chart_pool_configmap_parses_as_catalogue_when_default() -> None:
     configmap = chart.one(_render(), "ConfigMap")
-    catalogue = config.PoolCatalogue.model_validate(yaml.safe_load(configmap["data"]["pools.yaml"]))
-    local = config.PoolCatalogue.model_validate(
+    catalogue = pools.PoolCatalogue.model_validate(yaml.safe_load(configmap["data"]["pools.yaml"]))
+    local = pools.PoolCatalogue.model_validate(
         yaml.safe_load((ROOT / "config" / "pools.local.yaml").read_text())
     )
     assert catalogue == local

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from thrifty_operator.api import crdgen, models
+from thrifty_api import crdgen
+from thrifty_api import optimized_model as models
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

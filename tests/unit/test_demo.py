@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from thrifty_operator.api import models
+from thrifty_api import optimized_model as models
 from thrifty_testbed import demo
 
 

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from thrifty_api import optimized_model as models
+from thrifty_api import pools
 from thrifty_operator import config, manifests, names
-from thrifty_operator.api import models
 from thrifty_testbed import chart
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CATALOGUE = config.PoolCatalogue.model_validate(
+CATALOGUE = pools.PoolCatalogue.model_validate(
     yaml.safe_load((ROOT / "config" / "pools.local.yaml").read_text())
 )
 DIGEST = "sha256:" + "0" * 64

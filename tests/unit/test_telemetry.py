@@ -9,11 +9,13 @@ import re
 import prometheus_client
 import pytest
 
+from thrifty_api import optimized_model as models
 from thrifty_operator import telemetry
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # A status the operator wrote in `make demo` (tests/unit/argocd holds objects captured from real runs).
-STATUS = json.loads((ROOT / "tests" / "unit" / "argocd" / "ready.json").read_text())["status"]
+RAW = json.loads((ROOT / "tests" / "unit" / "argocd" / "ready.json").read_text())["status"]
+STATUS = models.OptimizedModelStatus.model_validate(RAW)
 
 
 def _value(metric: str, /, **labels: str) -> float | None:
@@ -27,11 +29,10 @@ def test_a_models_status_becomes_its_series() -> None:
     assert _value("thrifty_model_budget", **model, currency="USD", period="hour") == pytest.approx(0.6)
     assert _value("thrifty_model_replicas", **model, state="ready") == 1
     assert _value("thrifty_model_scaling_decision", **model, reason="Steady") == 1
-    measured = next(
-        v for v in STATUS["variants"] if v["name"] == "onnx-int8-dynamic" and v["pool"] == "cpu-c7i"
-    )
+    measured = next(v for v in STATUS.variants if (v.name, v.pool) == ("onnx-int8-dynamic", "cpu-c7i"))
+    assert measured.cost_per_million is not None
     assert _value("thrifty_model_cost_per_million_inferences", **model, currency="USD") == pytest.approx(
-        float(measured["costPerMillion"])
+        float(measured.cost_per_million)
     )
     telemetry.forget("shop", "search")
     assert _value("thrifty_model_replicas", **model, state="ready") is None
@@ -39,10 +40,10 @@ def test_a_models_status_becomes_its_series() -> None:
 
 def test_a_new_selection_replaces_the_old_series() -> None:
     telemetry.record("shop", "recs", STATUS)
-    moved = json.loads(json.dumps(STATUS))
+    moved = json.loads(json.dumps(RAW))
     moved["selected"] = {**moved["selected"], "variant": "onnx-fp32"}
     moved["scaling"]["reason"] = "ScaledUp"
-    telemetry.record("shop", "recs", moved)
+    telemetry.record("shop", "recs", models.OptimizedModelStatus.model_validate(moved))
     old = {"namespace": "shop", "name": "recs", "variant": "onnx-int8-dynamic", "pool": "cpu-c7i"}
     new = {**old, "variant": "onnx-fp32"}
     assert _value("thrifty_model_replicas", **old, state="desired") is None

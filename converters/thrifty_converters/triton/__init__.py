@@ -1,5 +1,7 @@
-"""Triton model repositories built from converted variants, and a local tritonserver to serve them.
+"""Triton model repositories built from converted variants, and the CPU tritonserver to serve them.
 
-Modules: `config` (ModelConfig build, render, parse and validate), `repository` (variant directories),
-`server` (the CPU tritonserver shipped in nvidia-pytriton), `testing` (a tiny real model), `errors`.
+Modules: `model_config` (ModelConfig build, render, parse and validate), `repository` (variant directories),
+`distribution` (locate the tritonserver shipped in nvidia-pytriton and prepare its backends), `launcher`
+(the `tritonserver` command of the `triton-cpu` image), `errors`. The test harness that runs a server and
+the tiny test models live in the testbed (`thrifty_testbed.triton`, `thrifty_testbed.triton_models`).
 """

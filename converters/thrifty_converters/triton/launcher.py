@@ -1,8 +1,8 @@
 """Install a `tritonserver` command for the nvidia-pytriton wheel's server, for the `triton-cpu` image.
 
 The wheel's binary needs its bundled libraries on LD_LIBRARY_PATH and a backend folder that holds the Python
-backend's stub for this interpreter (`server.prepare_backends`). The launcher is a shell script that sets
-both and `exec`s the binary, so tritonserver is PID 1 of its container and receives SIGTERM itself:
+backend's stub for this interpreter (`distribution.prepare_backends`). The launcher is a shell script that
+sets both and `exec`s the binary, so tritonserver is PID 1 of its container and receives SIGTERM itself:
 
     python -m thrifty_converters.triton.launcher /opt/triton /opt/venv/bin/tritonserver
 """
@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import server
+from .distribution import find_tritonserver, prepare_backends, server_env
 from .errors import ServerError
 
 _SCRIPT = """#!/bin/sh
@@ -26,9 +26,9 @@ exec {binary} --backend-directory={backends} --cache-directory={caches} --allow-
 
 def write_launcher(prepared: Path, script: Path) -> Path:
     """Prepare backends under `prepared` and write the launcher at `script`; return the script path."""
-    distribution = server.find_tritonserver()
-    backends = server.prepare_backends(distribution, prepared)
-    env = server.server_env(distribution, base={})
+    distribution = find_tritonserver()
+    backends = prepare_backends(distribution, prepared)
+    env = server_env(distribution, base={})
     script.write_text(
         _SCRIPT.format(
             libs=shlex.quote(env["LD_LIBRARY_PATH"]),

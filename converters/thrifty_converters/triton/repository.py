@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..variants import VariantArtifact
-from . import config as triton_config
+from ..artifact import VariantArtifact
+from . import model_config as triton_config
 from .errors import InvalidModelConfigError
 
 MODEL_VERSION = "1"

@@ -487,6 +487,87 @@ def _allowed(
     return allowed, allowed * config.budget_safety, None, math.isfinite(a.threshold_per_hour), profile
 
 
+def _suspended(
+    variants: Sequence[Variant],
+    current: Variant | None,
+    budget: budgets.Budget,
+    state: PolicyState,
+    obs: Observation,
+) -> Decision:
+    v = current or variants[0]
+    new_state = PolicyState(
+        variant=v.name, replicas=0, variant_since=state.variant_since, profile=state.profile
+    )
+    return Decision(
+        variant=v.name,
+        pool=v.pool,
+        replicas=0,
+        rate_per_hour=0.0,
+        allowed_rate_per_hour=budgets.allowed_rate_per_hour(budget, obs.month_to_date, obs.hours_left),
+        reason="Suspended",
+        message="scaled to zero: the model is suspended",
+        meets_slo=False,
+        given_up=(),
+        keep_previous_until_ready=False,
+        state=new_state,
+    )
+
+
+def _demand(
+    config: PolicyConfig, state: PolicyState, obs: Observation, current: Variant | None
+) -> tuple[float, float | None]:
+    """Demand now (requests/s, without headroom) and since when the whole current fleet is ready."""
+    # Demand history is kept without headroom: the lean plan (binding budget) and the usual one share it.
+    if obs.load is None:
+        demand = state.demand_history[-1][1] if state.demand_history else 0.0
+    else:
+        demand = observed_demand(config, obs.load)
+    all_ready = current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas
+    ready_since = (state.ready_since if state.ready_since is not None else obs.now) if all_ready else None
+    # Only once every requested replica has been ready for a metrics window: while some start, and
+    # while the window still holds the backlog from before they served, a long queue is expected.
+    if (
+        obs.load is not None
+        and current is not None
+        and ready_since is not None
+        and obs.now - ready_since >= config.queue_time_settle_s
+    ):
+        # Triton's queue time well above what the model predicts for this fleet means the model
+        # underestimates the need: plan for one replica more, remembered like any other demand.
+        modelled_us = 1000.0 * queueing.mean_wait_ms(
+            obs.load.request_rate, state.replicas, current.throughput_per_s
+        )
+        slack_us = 250.0 * max(0.0, config.slo_p99_ms - current.latency_p99_ms)
+        queue_target = max(config.queue_time_target_us or slack_us, config.queue_time_factor * modelled_us)
+        if obs.load.queue_us_per_request > queue_target:
+            one_more = (state.replicas + 1) * current.throughput_per_s * config.max_utilization * 0.99
+            demand = max(demand, one_more / config.headroom)
+    return demand, ready_since
+
+
+def _reason(
+    state: PolicyState,
+    obs: Observation,
+    current: Variant | None,
+    choice: Variant,
+    replicas: int,
+    rate: float,
+    demand: float,
+) -> tuple[str, str, float]:
+    """Reason, message and the variant's start time of a decision."""
+    switched = current is not None and choice is not current
+    if current is None or switched:
+        reason = "VariantSwitched" if switched else "ScaledUp"
+        return reason, f"runs {replicas} replicas of {choice.name} on {choice.pool} at {rate:.4f}/h", obs.now
+    reason = (
+        "ScaledUp" if replicas > state.replicas else "ScaledDown" if replicas < state.replicas else "Steady"
+    )
+    message = (
+        f"{state.replicas} -> {replicas} replicas of {choice.name} at {rate:.4f}/h for {demand:.1f} req/s"
+    )
+    return reason, message, state.variant_since
+
+
 def decide(
     config: PolicyConfig,
     variants: Sequence[Variant],
@@ -516,83 +597,30 @@ def decide(
     for v in variants:
         if v.pool not in pools:
             raise ValueError(f"variant {v.name!r} runs on unknown pool {v.pool!r}")
-    by_name = {v.name: v for v in variants}
-    current = by_name.get(state.variant)
+    current = {v.name: v for v in variants}.get(state.variant)
     if config.suspended:
-        v = current or variants[0]
-        new_state = PolicyState(
-            variant=v.name, replicas=0, variant_since=state.variant_since, profile=state.profile
-        )
-        return Decision(
-            variant=v.name,
-            pool=v.pool,
-            replicas=0,
-            rate_per_hour=0.0,
-            allowed_rate_per_hour=budgets.allowed_rate_per_hour(budget, obs.month_to_date, obs.hours_left),
-            reason="Suspended",
-            message="scaled to zero: the model is suspended",
-            meets_slo=False,
-            given_up=(),
-            keep_previous_until_ready=False,
-            state=new_state,
-        )
-
-    # Demand history is kept without headroom: the lean plan (binding budget) and the usual one share it.
-    if obs.load is None:
-        demand = state.demand_history[-1][1] if state.demand_history else 0.0
-    else:
-        demand = observed_demand(config, obs.load)
-    window_start = obs.now - config.scale_down_stabilization_s
-    all_ready = current is not None and state.replicas > 0 and obs.ready_replicas == state.replicas
-    ready_since = (state.ready_since if state.ready_since is not None else obs.now) if all_ready else None
-    # Only once every requested replica has been ready for a metrics window: while some start, and
-    # while the window still holds the backlog from before they served, a long queue is expected.
-    if (
-        obs.load is not None
-        and current is not None
-        and ready_since is not None
-        and obs.now - ready_since >= config.queue_time_settle_s
-    ):
-        # Triton's queue time well above what the model predicts for this fleet means the model
-        # underestimates the need: plan for one replica more, remembered like any other demand.
-        modelled_us = 1000.0 * queueing.mean_wait_ms(
-            obs.load.request_rate, state.replicas, current.throughput_per_s
-        )
-        slack_us = 250.0 * max(0.0, config.slo_p99_ms - current.latency_p99_ms)
-        queue_target = max(config.queue_time_target_us or slack_us, config.queue_time_factor * modelled_us)
-        if obs.load.queue_us_per_request > queue_target:
-            one_more = (state.replicas + 1) * current.throughput_per_s * config.max_utilization * 0.99
-            demand = max(demand, one_more / config.headroom)
-    history = (*(h for h in state.demand_history if h[0] > window_start), (obs.now, demand))
+        return _suspended(variants, current, budget, state, obs)
+    demand, ready_since = _demand(config, state, obs, current)
+    history = (*(h for h in state.demand_history if h[0] > obs.now - config.scale_down_stabilization_s),)
+    history = (*history, (obs.now, demand))
     hold_demand = max(d for _, d in history)
     up_demand = max(d for t, d in history if t > obs.now - config.scale_up_window_s)
 
     # What meeting the SLO costs now without headroom or budget: the profile's and the pacing's measure.
     lean = _options(config, pools, variants, up_demand, hold_demand)
-    need = lean[2].rate
-    profile = state.profile.observe(obs.now, need)
+    profile = state.profile.observe(obs.now, lean[2].rate)
     allowed, planned_allowed, skipped, binds, profile = _allowed(
-        config, pools, variants, budget, obs, profile, need
+        config, pools, variants, budget, obs, profile, lean[2].rate
     )
     # When the monthly budget cannot pay for the forecast demand, headroom would cost hours met.
-    up, hold, cheapest = (
-        lean
-        if binds
-        else _options(
-            config,
-            pools,
-            variants,
-            up_demand * config.headroom,
-            hold_demand * config.headroom * config.scale_down_margin,
-        )
-    )
+    up_hold_demand = (up_demand * config.headroom, hold_demand * config.headroom * config.scale_down_margin)
+    up, hold, cheapest = lean if binds else _options(config, pools, variants, *up_hold_demand)
 
     current_rate = _fleet_rate(pools, current, state.replicas) if current is not None else 0.0
     choice = _choose_variant(config, state, obs, current, cheapest, up, hold, current_rate, planned_allowed)
     replicas = _stabilized_replicas(config, state, current, choice, up, hold)
     meets = up[choice.name].meets and replicas >= up[choice.name].replicas
     rate = _fleet_rate(pools, choice, replicas)
-
     given_up: tuple[GivenUp, ...] = ()
     if rate > planned_allowed:
         choice, replicas, rate, meets, given_up = _within_budget(
@@ -602,32 +630,17 @@ def decide(
             given_up = (skipped, *given_up)
 
     switched = current is not None and choice is not current
-    keep_previous = False
-    if switched and current is not None:
-        keep_previous = rate + _fleet_rate(pools, current, state.replicas) <= planned_allowed
-    if current is None or switched:
-        reason = "VariantSwitched" if switched else "ScaledUp"
-        message = f"runs {replicas} replicas of {choice.name} on {choice.pool} at {rate:.4f}/h"
-        variant_since = obs.now
-    else:
-        variant_since = state.variant_since
-        reason = (
-            "ScaledUp"
-            if replicas > state.replicas
-            else "ScaledDown"
-            if replicas < state.replicas
-            else "Steady"
-        )
-        message = (
-            f"{state.replicas} -> {replicas} replicas of {choice.name} at {rate:.4f}/h for {demand:.1f} req/s"
-        )
-    if switched:
-        # A new variant starts a new stabilization history.
-        history = ((obs.now, demand),)
+    keep_previous = (
+        switched
+        and current is not None
+        and (rate + _fleet_rate(pools, current, state.replicas) <= planned_allowed)
+    )
+    reason, message, variant_since = _reason(state, obs, current, choice, replicas, rate, demand)
     new_state = PolicyState(
         variant=choice.name,
         replicas=replicas,
-        demand_history=history,
+        # A new variant starts a new stabilization history.
+        demand_history=((obs.now, demand),) if switched else history,
         variant_since=variant_since,
         profile=profile,
         budget_limited=bool(given_up),

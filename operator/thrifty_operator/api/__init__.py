@@ -1,1 +1,0 @@
-"""The OptimizedModel API: typed models and the CRD generator."""
