@@ -22,23 +22,28 @@ MAX_BYTES = 4096
 _STATUS_CHARS = (300, 80)
 
 
+# Bounds of what a measurement can be; a summary outside them is not read (the Job's result is then unknown).
+_MS = pydantic.Field(default=None, ge=0, le=1e9)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class VariantResult(pydantic.BaseModel):
     """One variant as a Job measured it."""
 
-    model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
+    model_config = pydantic.ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
-    name: str
-    format: str | None = None
-    precision: str | None = None
-    status: str
+    name: str = pydantic.Field(min_length=1, max_length=63, pattern=_NAME)
+    format: str | None = pydantic.Field(default=None, max_length=32)
+    precision: str | None = pydantic.Field(default=None, max_length=16)
+    status: str = pydantic.Field(max_length=4096)
     """`ok`, `skipped: <why>` or `failed: <why>`."""
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    throughput_per_s: float | None = None
-    size_bytes: int | None = None
-    parity: str | None = None
+    p50_ms: float | None = _MS
+    p99_ms: float | None = _MS
+    throughput_per_s: float | None = pydantic.Field(default=None, ge=0, le=1e9)
+    size_bytes: int | None = pydantic.Field(default=None, ge=0, le=2**62)
+    parity: str | None = pydantic.Field(default=None, max_length=4096)
     """Parity or task-metric figures against the reference, one line."""
-    model_name: str | None = None
+    model_name: str | None = pydantic.Field(default=None, max_length=128, pattern=_NAME)
     """Model directory in the repository Triton serves (`<variant>` native, `<variant>-py` Python backend)."""
 
     @property
@@ -50,12 +55,12 @@ class VariantResult(pydantic.BaseModel):
 class JobSummary(pydantic.BaseModel):
     """The termination message of a conversion or profiling Job."""
 
-    model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
+    model_config = pydantic.ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     v: int = SCHEMA_VERSION
-    variants: list[VariantResult] = pydantic.Field(default_factory=list)
-    selected: str | None = None
-    error: str | None = None
+    variants: list[VariantResult] = pydantic.Field(default_factory=list, max_length=256)
+    selected: str | None = pydantic.Field(default=None, max_length=63)
+    error: str | None = pydantic.Field(default=None, max_length=4096)
 
 
 def failure(message: str) -> JobSummary:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import alias_generators
 
-from . import variants
+from . import quantity, variants
 
 GROUP = "thrifty.dev"
 VERSION = "v1alpha1"
@@ -31,7 +31,7 @@ BUDGET_PATTERN = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?$"
 MAX_NAME_LENGTH = 40
 
 # Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource), e.g. "500m", "2Gi".
-QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$"
+QUANTITY_PATTERN = quantity.PATTERN
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"

@@ -13,6 +13,8 @@ import pydantic
 import yaml
 from pydantic import alias_generators
 
+from . import quantity
+
 
 def _camel_config() -> pydantic.ConfigDict:
     return pydantic.ConfigDict(
@@ -51,9 +53,9 @@ class Allocatable(pydantic.BaseModel):
 
     model_config = _camel_config()
 
-    cpu: str
-    memory: str
-    gpu: int = 0
+    cpu: str = pydantic.Field(pattern=quantity.PATTERN, max_length=32)
+    memory: str = pydantic.Field(pattern=quantity.PATTERN, max_length=32)
+    gpu: int = pydantic.Field(default=0, ge=0)
 
 
 class Pool(pydantic.BaseModel):

@@ -14,6 +14,7 @@ from typing import Literal
 from thrifty_api import optimized_model as models
 
 Status = Literal["True", "False", "Unknown"]
+MAX_CONDITIONS = 16
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,7 +41,8 @@ def merge(
     """The new `status.conditions`: `computed` applied over `stored`, keeping other stored types."""
     by_type = {c.type: c for c in stored}
     timestamp = now or _now()
-    for cond in computed:
+    fresh = list(computed)
+    for cond in fresh:
         previous = by_type.get(cond.type)
         changed = previous is None or previous.status != cond.status
         by_type[cond.type] = models.Condition(
@@ -52,7 +54,10 @@ def merge(
             # Conditions are one-liners; Events and logs carry the detail.
             message=" ".join(cond.message.split())[:1024],
         )
-    return sorted(by_type.values(), key=lambda c: c.type)
+    # The schema holds 16: the computed types first, then the stored ones this version no longer sets.
+    mine = {c.type for c in fresh}
+    kept = sorted(by_type.values(), key=lambda c: (c.type not in mine, c.type))[:MAX_CONDITIONS]
+    return sorted(kept, key=lambda c: c.type)
 
 
 def find(conditions: Iterable[models.Condition], type_: str) -> models.Condition | None:

@@ -330,7 +330,7 @@ def test_malformed_contract_catalogues_fail_with_one_line() -> None:
             "startupSeconds"
         ),
         text.replace("allocatable: {cpu: 7910m, memory: 14901Mi}", "allocatable: {cpu: lots, memory: 1Gi}"): (
-            "not a resource quantity"
+            "allocatable.cpu"
         ),
         text.replace("nodeSelector: {karpenter.sh/nodepool: cpu-c7i}", "nodeSelectr: {}"): "nodeSelect",
         "pools: [": "pool catalogue",

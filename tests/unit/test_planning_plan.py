@@ -359,3 +359,35 @@ def test_a_model_joins_the_owners_of_shared_jobs_it_does_not_own_yet() -> None:
     )
     assert planner.jobs_to_adopt(children, "b") == ["thrifty-convert-1", "thrifty-prof-gpu-1"]
     assert planner.jobs_to_adopt(children, "a") == ["thrifty-prof-gpu-1"]
+
+
+@pytest.mark.parametrize(
+    ("serving", "reason", "says"),
+    [
+        ({"resources": {"requests": {"cpu": "8"}}}, "RequestsDoNotFit", "cpu 8, memory 2Gi"),
+        ({"resources": {"requests": {"memory": "64Gi"}}}, "RequestsDoNotFit", "fit no node of pool"),
+        ({"resources": {"requests": {"cpu": "0"}}}, "InvalidResources", "cpu must be at least 1m"),
+        ({"resources": {"requests": {"memory": "0.5"}}}, "InvalidResources", "memory must be at least 1"),
+        ({"minReplicas": 5, "maxReplicas": 2}, "InvalidSpec", "minReplicas (5) must be less than or equal"),
+    ],
+)
+def test_an_admitted_spec_that_cannot_be_served_says_what_to_change(
+    serving: dict[str, Any], reason: str, says: str
+) -> None:
+    plan = _plan(_spec(**serving), observed.Observed(jobs={}, deployment=None))
+    assert plan.create_jobs == [] and plan.apply == []
+    assert _conditions(plan)["Ready"] == ("False", reason)
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert says in ready.message
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", reason)]
+
+
+def test_a_profile_summary_with_nan_is_a_failure_of_that_pool_not_a_crash() -> None:
+    spec = _spec(pools=["cpu-c7i"])
+    broken = (
+        '{"v": 1, "variants": [{"name": "onnx-fp32", "status": "ok", "p99_ms": NaN, "throughput_per_s": 5}]}'
+    )
+    plan = _plan(spec, observed.Observed(jobs=_profiled(spec, broken, _summary()), deployment=None))
+    assert _conditions(plan)["Optimized"] == ("False", "NoFeasibleVariant")
+    optimized = next(c for c in plan.status.conditions if c.type == "Optimized")
+    assert "left no readable summary" in optimized.message

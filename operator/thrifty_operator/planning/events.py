@@ -32,7 +32,9 @@ _REASONS: dict[tuple[str, str], tuple[EventType, str]] = {
     ("Suspended", "True"): ("Normal", "Suspended"),
 }
 # Ready=False reasons that need a person (or say that serving stopped); the others are progress.
-_WARN_NOT_READY = frozenset({"UnknownPool", "NoCPUPool", "ReplicasUnavailable"})
+_WARN_NOT_READY = frozenset(
+    {"UnknownPool", "NoCPUPool", "ReplicasUnavailable", "InvalidSpec", "InvalidResources", "RequestsDoNotFit"}
+)
 
 
 def transitions(before: Sequence[models.Condition], after: Sequence[models.Condition]) -> list[Event]:

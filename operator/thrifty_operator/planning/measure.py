@@ -152,8 +152,10 @@ def profiles(
         cond, parsed = job_condition("Optimized", state, job, "Profiling")
         if cond.status == "Unknown":
             out.pending.append(pool.name)
-        elif cond.status == "False" or parsed is None:
+        elif cond.status == "False":
             out.failed.append(f"{pool.name}: {cond.message}")
+        elif parsed is None:
+            out.failed.append(f"{pool.name}: Job {job} succeeded but left no readable summary")
         else:
             out.measured.append((pool, parsed))
     return out
@@ -187,10 +189,13 @@ def candidates(
 
 
 def fmt(value: Decimal | float | None, places: int = 4) -> str | None:
-    """A decimal string for status (the API's numbers are strings: no floats in the schema)."""
+    """A decimal string for status (the API's numbers are strings: no floats in the schema); None for what
+    no status field can hold (not finite, or longer than the schema's 32 characters)."""
     if value is None:
         return None
-    return f"{Decimal(str(value)):.{places}f}"
+    number = Decimal(str(value))
+    text = f"{number:.{places}f}"
+    return text if number.is_finite() and len(text) <= 32 else None
 
 
 def measured_variant(c: Candidate) -> models.MeasuredVariant:

@@ -9,7 +9,7 @@ from thrifty_api import optimized_model as models
 from thrifty_api import pools
 
 from .. import conditions, config, manifests, names
-from . import convert, events, measure, scale, selection, serve
+from . import admission, convert, events, measure, scale, selection, serve
 from .observed import Load, Observed
 
 
@@ -97,6 +97,9 @@ def plan(
             "UnknownPool", f"spec.serving.pools names {', '.join(unknown)}, not in the pool catalogue"
         )
     serving_pools = [p for name in spec.serving.pools if (p := catalogue.get(name)) is not None]
+    problem = admission.check(spec, serving_pools)
+    if problem:
+        return draft.not_ready(*problem)
     cpu_pools = [p for p in serving_pools if not p.is_gpu] or [p for p in catalogue.pools if not p.is_gpu]
     if not cpu_pools:
         return draft.not_ready("NoCPUPool", "the pool catalogue has no CPU pool to run the conversion Job on")
