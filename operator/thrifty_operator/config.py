@@ -51,8 +51,9 @@ class Settings(pydantic_settings.BaseSettings):
     status_interval_seconds: float = pydantic.Field(default=30.0, gt=0)
     """How often the observed-state timer runs per OptimizedModel."""
 
-    cost_update_interval_seconds: float = pydantic.Field(default=60.0, gt=0)
-    """Cost fields in status change at most this often."""
+    cost_update_interval_seconds: float = pydantic.Field(default=900.0, gt=0)
+    """Month-to-date spend and the scaler's memory are written to status at most this often (a change of rate,
+    budget, replicas, variant or pool at once)."""
 
     job_deadline_seconds: int = pydantic.Field(default=3600, gt=0)
     """activeDeadlineSeconds of conversion and profiling Jobs."""

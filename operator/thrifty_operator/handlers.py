@@ -80,10 +80,6 @@ def _price_of(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
     )
 
 
-def _changed(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in new.items() if stored.get(key) != value}
-
-
 def reconcile(
     *,
     name: str,
@@ -158,13 +154,11 @@ def _valid_spec(
 
 def _write_status(stored: dict[str, Any], new: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
     """Patch the parts of status that changed (cost and scaling only when due); return it as written."""
-    written = dict(stored)
-    for key, value in _changed(stored, new).items():
-        if key in ("cost", "scaling") and not _due(stored, new, key):
-            continue
+    now = datetime.datetime.now(datetime.UTC)
+    changes = status_io.changes(stored, new, now, SETTINGS.cost_update_interval_seconds)
+    for key, value in changes.items():
         patch.status[key] = value
-        written[key] = value
-    return written
+    return {**stored, **changes}
 
 
 def _observe(
@@ -194,20 +188,6 @@ def _write_children(namespace: str, body: kopf.Body, result: planner.Plan) -> No
             )
     for manifest in result.apply:
         k8s.apply(manifest)
-
-
-def _due(stored: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
-    """Cost and scaling change every pass; write them when something a reader cares about changed or at
-    most every `cost_update_interval_seconds` (the policy's memory stays in `memo` in between)."""
-    before, after = stored.get(key) or {}, new.get(key) or {}
-    watched = ("ratePerHour", "budget") if key == "cost" else ("replicas", "variant", "pool", "reason")
-    if any(before.get(k) != after.get(k) for k in watched):
-        return True
-    last = (stored.get("cost") or {}).get("lastAccounted")
-    if not last:
-        return True
-    age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
-    return age.total_seconds() >= SETTINGS.cost_update_interval_seconds
 
 
 def _sample(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int]:

@@ -25,6 +25,9 @@ from .observed import Load
 
 # Spec metric targets become the policy's queue-time target; the other metrics use the latency model.
 _QUEUE_TIME = "QueueTime"
+# BudgetLimited turns False only after the budget has not bound for this long.
+BUDGET_LIMITED_HOLD_S = 900.0
+_LIMITED_AT = "budgetLimitedAt"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,6 +110,33 @@ def compact(state: dict[str, Any], points: int = 32) -> dict[str, Any]:
         if kept is None or demand >= kept[1]:
             buckets[key] = [t, demand]
     return state | {"demandHistory": [buckets[k] for k in sorted(buckets)]}
+
+
+def _steady(
+    computed: conditions.Condition,
+    previous: models.Condition | None,
+    limited_at: float | None,
+    now: datetime.datetime,
+) -> conditions.Condition:
+    """BudgetLimited without flapping: once True it stays True until the budget has not bound for
+    `BUDGET_LIMITED_HOLD_S`, and an unchanged status and reason keep the message of their transition (its
+    figures move every pass; `cost` and `scaling` carry the live ones)."""
+    if previous is None:
+        return computed
+    recent = limited_at is not None and now.timestamp() - float(limited_at) < BUDGET_LIMITED_HOLD_S
+    if computed.status == "False" and previous.status == "True" and recent:
+        return conditions.Condition(
+            type=computed.type, status="True", reason=previous.reason, message=previous.message
+        )
+    if (previous.status, previous.reason) == (computed.status, computed.reason):
+        return dataclasses.replace(computed, message=previous.message)
+    return computed
+
+
+def _memory(decision: policy.Decision | None, limited_at: float | None) -> dict[str, Any]:
+    """The policy's memory between decisions, and when the budget last bound (for `_steady`)."""
+    state = compact(decision.state.to_status()) if decision else {}
+    return state | {_LIMITED_AT: round(limited_at, 3)} if limited_at is not None else state
 
 
 def effective_budget(model: str, load: Load) -> tuple[budgets.Budget, list[budgets.BudgetError]]:
@@ -210,6 +240,10 @@ def _choice(
     spend = cost_pricing.accrue(spend, load.now, rate)
     budget_limited, events = _budget_conditions(errors, decision, effective)
     previous = conditions.find(stored.conditions, "BudgetLimited")
+    remembered = load.remembered or stored.scaling
+    last_limited = (remembered.state or {}).get(_LIMITED_AT) if remembered else None
+    limited_at = load.now.timestamp() if decision and decision.budget_limited else last_limited
+    budget_limited = _steady(budget_limited, previous, limited_at, load.now)
     if previous and (previous.status, previous.reason) == (budget_limited.status, budget_limited.reason):
         # Budget Events mark transitions; a budget that keeps binding is in the condition, not an Event storm.
         events = []
@@ -222,7 +256,7 @@ def _choice(
         replicas=replicas,
         reason=decision.reason if decision else "NoFeasibleVariant",
         message=(decision.message if decision else "no feasible variant to scale")[:1024],
-        state=compact(decision.state.to_status()) if decision else {},
+        state=_memory(decision, limited_at),
     )
     return ScaleChoice(
         variant=chosen.result.name,

@@ -39,7 +39,8 @@ def choose(
     if decided is not None:
         chosen = by_key.get((decided.variant, decided.pool), default)
         if chosen is not default:
-            reason = f"{chosen.result.name} on {chosen.pool.name}: {decided.scaling.message}"
+            # No live figures here (they move every pass): `scaling.message` has them.
+            reason = f"{chosen.result.name} on {chosen.pool.name}: the budget-aware scaler's choice"
         return Choice(candidate=chosen, replicas=decided.replicas, reason=reason, decided=decided)
     last = stored.scaling
     kept = by_key.get((str(last.variant), str(last.pool))) if last else None
