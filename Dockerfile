@@ -40,17 +40,19 @@ RUN uv venv /opt/venv
 
 # ---------------------------------------------------------------- operator
 FROM builder AS operator-builder
-# Dependencies first, from the project metadata and the small contract package (thrifty-api, which the
-# operator requires by name and PyPI must never be asked for), so that source changes reuse this layer.
-COPY api/ /src/api/
+# Dependencies first, from the project metadata alone, so that source changes reuse this layer. The contract
+# package (thrifty-api) is required by name but installed from its folder: PyPI must never be asked for it.
+COPY api/pyproject.toml /src/api/pyproject.toml
 COPY operator/pyproject.toml /src/operator/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/operator/pyproject.toml /src/api
+    mkdir /tmp/deps && grep -v '"thrifty-api"' /src/operator/pyproject.toml > /tmp/deps/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /src/api/pyproject.toml -r /tmp/deps/pyproject.toml
+COPY api/ /src/api/
 COPY operator/ /src/operator/
 # Only the operator package: no torch, no converter frameworks, no optional extras. The kubernetes client's
 # asyncio copy (kubernetes.aio, about 70 MB) is never imported: the operator uses the synchronous client.
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python --no-deps /src/operator \
+    uv pip install --python /opt/venv/bin/python --no-deps /src/api /src/operator \
     && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio
 
 # ---------------------------------------------------------------- converter (CPU)
@@ -59,14 +61,16 @@ ARG TORCH_CPU_INDEX
 # torch from the CPU-only index first; the extras below then find it satisfied.
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
     uv pip install --python /opt/venv/bin/python ${TORCH_CPU_INDEX:+--index-url "$TORCH_CPU_INDEX"} "torch>=2.6"
-COPY api/ /src/api/
+COPY api/pyproject.toml /src/api/pyproject.toml
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra cpu --extra serve --extra s3 \
-        /src/api
+    mkdir /tmp/deps && grep -v '"thrifty-api"' /src/converters/pyproject.toml > /tmp/deps/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /src/api/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /tmp/deps/pyproject.toml --extra cpu --extra serve --extra s3
+COPY api/ /src/api/
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python --no-deps /src/converters
+    uv pip install --python /opt/venv/bin/python --no-deps /src/api /src/converters
 
 # torch, onnx, onnxruntime, openvino, nncf, tritonclient and Triton's CPU build (nvidia-pytriton).
 FROM python-base AS converter
@@ -86,13 +90,16 @@ CMD ["--help"]
 # Triton's CPU build from the nvidia-pytriton wheel, serving ONNX Runtime and OpenVINO variants through its
 # Python backend (the chart's `triton.backendMode: python`). No torch: only what model.py imports.
 FROM builder AS triton-cpu-builder
-COPY api/ /src/api/
+COPY api/pyproject.toml /src/api/pyproject.toml
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -r /src/converters/pyproject.toml --extra serve /src/api
+    mkdir /tmp/deps && grep -v '"thrifty-api"' /src/converters/pyproject.toml > /tmp/deps/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /src/api/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /tmp/deps/pyproject.toml --extra serve
+COPY api/ /src/api/
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python --no-deps /src/converters
+    uv pip install --python /opt/venv/bin/python --no-deps /src/api /src/converters
 # `tritonserver` on PATH: the wheel's binary with its libraries and a prepared backend folder.
 RUN python -m thrifty_converters.triton.launcher /opt/triton /opt/venv/bin/tritonserver
 
@@ -128,14 +135,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # the build when the base image's TensorRT is older than converters[gpu] needs).
 RUN uv venv --system-site-packages --python python3 /opt/venv \
     && python3 -c 'import tensorrt; print(f"tensorrt=={tensorrt.__version__}")' > /opt/base-constraints.txt
-COPY api/ /src/api/
+COPY api/pyproject.toml /src/api/pyproject.toml
 COPY converters/pyproject.toml /src/converters/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python -c /opt/base-constraints.txt \
-        -r /src/converters/pyproject.toml --extra gpu --extra cpu --extra s3 /src/api
+    mkdir /tmp/deps && grep -v '"thrifty-api"' /src/converters/pyproject.toml > /tmp/deps/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -r /src/api/pyproject.toml \
+    && uv pip install --python /opt/venv/bin/python -c /opt/base-constraints.txt \
+        -r /tmp/deps/pyproject.toml --extra gpu --extra cpu --extra s3
+COPY api/ /src/api/
 COPY converters/ /src/converters/
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca-bundle \
-    uv pip install --python /opt/venv/bin/python --no-deps /src/converters \
+    uv pip install --python /opt/venv/bin/python --no-deps /src/api /src/converters \
     && rm -rf /src
 RUN groupadd --gid 10001 thrifty \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin thrifty
