@@ -1,9 +1,10 @@
 """`thrifty-convert`: optimize a model into verified, profiled, Triton-ready variants.
 
-Errors in what the user gave print one line and exit 2; a bug or a broken stage exits 1. No
-traceback reaches the terminal unless THRIFTY_DEBUG=1. With `--summary-file` (what the operator's Jobs pass:
-their termination-message path) both commands also write the compact Job summary of `summarize.py`, or
-`{"v":1,"error":...}` before exiting non-zero.
+Errors in what the user gave (a usage mistake, an option out of range, a file that does not fit the model)
+print one line and exit 2, before any heavy work where they can be found up front; a bug or a broken stage
+exits 1. No traceback reaches the terminal unless THRIFTY_DEBUG=1. With `--summary-file` (what the
+operator's Jobs pass: their termination-message path) both commands also write the compact Job summary of
+`summarize.py`, or `{"v":1,"error":...}` before exiting non-zero.
 """
 
 from __future__ import annotations
@@ -16,20 +17,35 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from thrifty_api import job_summary, report, variants
 
-from . import errors, pipeline, signals, signature, summarize
+from . import checks, errors, pipeline, signals, signature, summarize
 
 EXIT_USER = 2
 EXIT_INTERNAL = 1
 SUMMARY_FLAG = "--summary-file"
 # A node-pool name as the operator's catalogue has it; it becomes a folder name.
 _POOL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Option values that start with a minus: `--price-per-hour -1e5` and `-inf` are values (out of range), not
+# unknown options (argparse alone only takes `-1` and `-1.5`).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf(inity)?|nan)$", re.IGNORECASE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line `OptionError`s (the usage text stays behind `--help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def error(self, message: str) -> NoReturn:
+        raise errors.OptionError(f"{message} (see {self.prog} --help)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="thrifty-convert", description=__doc__.splitlines()[0])
+    p = _Parser(prog="thrifty-convert", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     o = sub.add_parser("optimize", help="convert, check, profile and select variants of MODEL")
     o.add_argument("model", type=Path, help="TorchScript file, torch.export .pt2 or .onnx")
@@ -43,20 +59,38 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--calibration", type=Path, help="calibration inputs for static INT8 (.npz)")
     o.add_argument("--eval", type=Path, help="evaluation inputs plus a 'labels' array (.npz)")
     o.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
-    o.add_argument("--variants", default=",".join(variants.ALL), help="comma-separated variant names")
-    o.add_argument("--latency-budget-ms", type=float, help="p99 latency limit per request")
-    o.add_argument("--max-batch-size", type=int, default=8)
-    o.add_argument("--price-per-hour", type=float, default=1.0, help="node price in dollars per hour")
-    o.add_argument("--max-metric-drop", type=float, default=0.01, help="tolerated relative accuracy drop")
-    o.add_argument("--profile-seconds", type=float, default=4.0, help="time cap per variant and batch size")
+    o.add_argument(
+        "--variants",
+        help="comma-separated variant names, or 'none' to export only (default: all; "
+        "onnx-int8-static needs --calibration)",
+    )
+    o.add_argument("--latency-budget-ms", metavar="MS", help="p99 latency limit per request, > 0")
+    o.add_argument(
+        "--max-batch-size", metavar="N", default=8, help=f"1 to {checks.MAX_BATCH_SIZE} (default 8)"
+    )
+    o.add_argument(
+        "--price-per-hour", metavar="USD", default=1.0, help="node price in dollars per hour, >= 0"
+    )
+    o.add_argument(
+        "--max-metric-drop",
+        metavar="FRACTION",
+        default=0.01,
+        help="tolerated relative accuracy drop, 0 to 1 (default 0.01: 1 %%)",
+    )
+    o.add_argument(
+        "--profile-seconds",
+        metavar="S",
+        default=4.0,
+        help=f"time cap per variant and batch size, > 0 and at most {checks.MAX_PROFILE_SECONDS:g}",
+    )
     o.add_argument(SUMMARY_FLAG, type=Path, help="also write the compact JSON summary (or error) here")
     pr = sub.add_parser("profile", help="re-profile the variants of an optimize output on this machine")
     pr.add_argument("dir", type=Path, help="folder written by `optimize`")
     pr.add_argument("--pool", help="node pool measured: the profile goes to DIR/pools/POOL/profile.json")
-    pr.add_argument("--max-batch-size", type=int, help="largest batch measured (default: optimize's)")
-    pr.add_argument("--latency-budget-ms", type=float)
-    pr.add_argument("--price-per-hour", type=float, default=1.0)
-    pr.add_argument("--profile-seconds", type=float, default=4.0)
+    pr.add_argument("--max-batch-size", metavar="N", help="largest batch measured (default: optimize's)")
+    pr.add_argument("--latency-budget-ms", metavar="MS")
+    pr.add_argument("--price-per-hour", metavar="USD", default=1.0)
+    pr.add_argument("--profile-seconds", metavar="S", default=4.0)
     pr.add_argument(SUMMARY_FLAG, type=Path, help="also write the compact JSON summary (or error) here")
     return p
 
@@ -91,6 +125,17 @@ def _progress(tty: bool) -> Iterator[pipeline.Progress]:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    # Every option is checked here, before the model or any input file is opened.
+    budget = checks.latency_budget_ms(args.latency_budget_ms)
+    batch = checks.max_batch_size(args.max_batch_size)
+    price = checks.price_per_hour(args.price_per_hour)
+    drop = checks.max_metric_drop(args.max_metric_drop)
+    seconds = checks.profile_seconds(args.profile_seconds)
+    if args.variants is None:  # the default: all, those without their inputs report why they were skipped
+        wanted: tuple[str, ...] = variants.ALL
+    else:
+        wanted = checks.variant_list(args.variants)
+        checks.calibration_given(wanted, args.calibration)
     opts = pipeline.Options(
         model=args.model,
         inputs=args.inputs,
@@ -99,12 +144,12 @@ def _optimize(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         eval=args.eval,
         target=args.target,
-        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
-        latency_budget_ms=args.latency_budget_ms,
-        max_batch_size=args.max_batch_size,
-        price_per_hour=args.price_per_hour,
-        max_metric_drop=args.max_metric_drop,
-        profile_seconds=args.profile_seconds,
+        variants=wanted,
+        latency_budget_ms=budget,
+        max_batch_size=batch,
+        price_per_hour=price,
+        max_metric_drop=drop,
+        profile_seconds=seconds,
     )
     with _progress(sys.stderr.isatty()) as say:
         result = pipeline.optimize_model(opts, say)
@@ -117,18 +162,14 @@ def _optimize(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from . import reprofile
 
+    budget = checks.latency_budget_ms(args.latency_budget_ms)
+    batch = checks.max_batch_size(args.max_batch_size) if args.max_batch_size is not None else None
+    price = checks.price_per_hour(args.price_per_hour)
+    seconds = checks.profile_seconds(args.profile_seconds)
     if args.pool is not None and not _POOL_NAME.match(args.pool):
         raise errors.OptionError(f"--pool {args.pool!r} is not a valid pool name (lower-case DNS label)")
     with _progress(sys.stderr.isatty()) as say:
-        result = reprofile.run(
-            args.dir,
-            args.latency_budget_ms,
-            args.price_per_hour,
-            args.profile_seconds,
-            say,
-            pool=args.pool,
-            max_batch_size=args.max_batch_size,
-        )
+        result = reprofile.run(args.dir, budget, price, seconds, say, pool=args.pool, max_batch_size=batch)
     _write_summary(args.summary_file, summarize.from_report(result))
     _summary(result)
     return 0
@@ -188,11 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     signals.exit_on_sigterm()
     try:
-        args = _parser().parse_args(raw)
-    except SystemExit as e:  # argparse printed its usage error (or --help) already
-        if e.code not in (0, None):
-            _fail(raw, "error: invalid command line (see the usage above)", EXIT_USER)
-        raise
+        args = _parser().parse_args(raw)  # --help prints and raises SystemExit(0)
+    except errors.UserInputError as e:
+        return _fail(raw, f"error: {e}", EXIT_USER)
     # Exporters and quantizers log at WARNING by default; the stage statuses carry what matters.
     logging.basicConfig(level=logging.ERROR)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import shutil
 import socket
 from collections.abc import Callable
@@ -20,7 +21,21 @@ import numpy as np
 from thrifty_api import report
 from thrifty_api import variants as catalogue
 
-from . import artifact, cpu, errors, examples, parity, profiling, runtimes, selection, signature, source
+from . import (
+    artifact,
+    checks,
+    cpu,
+    errors,
+    examples,
+    fit,
+    parity,
+    profiling,
+    reuse,
+    runtimes,
+    selection,
+    signature,
+    source,
+)
 from .stages import base, export, openvino, optimize, quantize, tensorrt
 
 BASELINE = "baseline"  # key of the reference runner among the profiled ones; no variant has this name
@@ -56,12 +71,11 @@ class Options:
             raise errors.OptionError(f"unknown variants {unknown}; choose from {', '.join(catalogue.ALL)}")
         if self.target not in ("cpu", "gpu"):
             raise errors.OptionError(f"--target must be cpu or gpu, not {self.target!r}")
-        if self.max_batch_size < 1:
-            raise errors.OptionError("--max-batch-size must be at least 1")
-        if self.price_per_hour <= 0:
-            raise errors.OptionError("--price-per-hour must be positive")
-        if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
-            raise errors.OptionError("--latency-budget-ms must be positive")
+        checks.max_batch_size(self.max_batch_size)
+        checks.price_per_hour(self.price_per_hour)
+        checks.max_metric_drop(self.max_metric_drop)
+        checks.profile_seconds(self.profile_seconds)
+        checks.latency_budget_ms(self.latency_budget_ms)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -71,6 +85,12 @@ class _Inputs:
     calibration: examples.Samples | None
     evaluation: examples.Samples | None
     names: list[str]
+    where: dict[str, str]  # set ("inputs", "calibration", "eval") -> where it came from, for messages
+
+    def sets(self) -> list[tuple[str, examples.Samples]]:
+        """(where, samples) of every set given."""
+        found = [("inputs", self.samples), ("calibration", self.calibration), ("eval", self.evaluation)]
+        return [(self.where[k], v) for k, v in found if v is not None]
 
 
 def prepare_output(out: Path) -> None:
@@ -85,9 +105,12 @@ def prepare_output(out: Path) -> None:
 
 
 def _load_inputs(opts: Options) -> _Inputs:
+    """Read (or generate) the sets; every file-level defect is a user error before the model is opened."""
+    where = {"inputs": f"inputs file {opts.inputs}"}
     if opts.inputs is not None:
         ex = examples.load(opts.inputs, "inputs")
     elif opts.signature is not None:
+        where["inputs"] = "inputs generated from --signature"
         ex = signature.generate(opts.signature, max(2 * opts.max_batch_size, GENERATED_MIN_SAMPLES))
     else:  # Options.__post_init__ rejects this already
         raise errors.OptionError("give example inputs (--inputs) or the model's signature (--signature)")
@@ -95,34 +118,155 @@ def _load_inputs(opts: Options) -> _Inputs:
     if opts.calibration is not None:
         calib = examples.load(opts.calibration, "calibration")
         examples.require_calibration_size(calib, opts.calibration)
-    ev = examples.load(opts.eval, "eval", with_labels=True) if opts.eval is not None else None
+        where["calibration"] = f"calibration file {opts.calibration}"
+    ev = None
+    if opts.eval is not None:
+        ev = examples.load(opts.eval, "eval", with_labels=True)
+        where["eval"] = f"eval file {opts.eval}"
     for name, other in (("calibration", calib), ("eval", ev)):
-        if other is not None and list(other.arrays) != list(ex.arrays):
+        if other is None:
+            continue
+        if list(other.arrays) != list(ex.arrays):
             raise errors.InputMismatchError(
                 f"{name} arrays {list(other.arrays)} differ from the inputs' arrays {list(ex.arrays)}"
             )
+        for k, v in other.arrays.items():
+            mine = ex.arrays[k]
+            if v.dtype != mine.dtype or v.ndim != mine.ndim:
+                like = fit.shape_text((-1, *mine.shape[1:]))
+                raise errors.InputMismatchError(
+                    f"{where[name]}: array {k!r}: expected {mine.dtype} with {mine.ndim} axes like the "
+                    f"inputs' (shape {like}), got {v.dtype} of shape {v.shape}"
+                )
     # Export traces the first max-batch samples; parity uses the rest when there are enough.
     b = opts.max_batch_size
     rest = {k: v[b:] for k, v in ex.arrays.items()}
     held = examples.Samples(arrays=rest) if ex.count >= 2 * b else ex
-    return _Inputs(samples=ex, held_aside=held, calibration=calib, evaluation=ev, names=list(ex.arrays))
+    return _Inputs(
+        samples=ex, held_aside=held, calibration=calib, evaluation=ev, names=list(ex.arrays), where=where
+    )
 
 
-def _reference(src: source.SourceModel, inputs: _Inputs) -> runtimes.Runner:
-    """The FP32 reference runner, checked against the example inputs."""
+def _reference(src: source.SourceModel, inputs: _Inputs, opts: Options) -> runtimes.Runner:
+    """The FP32 reference runner, checked against one sample of every set."""
+    fit.check_model(src, opts.max_batch_size)
+    for where, samples in inputs.sets():
+        fit.check_set(where, samples, src, opts.signature)
     if src.kind == "onnx":
-        if set(src.onnx_input_names) != set(inputs.names):
-            raise errors.InputMismatchError(
-                f"inputs {inputs.names} do not match the model's inputs {list(src.onnx_input_names)}"
-            )
-        ref = runtimes.ort_runner(src.path, optimize=False)
+        try:
+            ref = runtimes.ort_runner(src.path, optimize=False)
+        except Exception as e:  # ORT raises Fail, InvalidGraph, NotImplemented... for models it cannot load
+            raise errors.ModelFileError(
+                f"ONNX Runtime cannot load model {src.path}: {base.one_line(str(e), 200)}"
+            ) from e
     else:
         ref = runtimes.torch_runner(src.module, inputs.names)
-    try:
-        ref(inputs.samples.batch(0, 1))
-    except Exception as e:  # torch/ORT raise RuntimeError, InvalidArgument, TypeError...
-        raise errors.InputMismatchError(f"inputs do not match the model: {base.one_line(str(e), 200)}") from e
+    for where, samples in inputs.sets():
+        feed = samples.batch(0, 1)
+        try:
+            ref(feed)
+        except Exception as e:  # torch/ORT raise RuntimeError, InvalidArgument, TypeError...
+            raise errors.InputMismatchError(_does_not_fit(src, where, feed, e)) from e
     return ref
+
+
+def _does_not_fit(src: source.SourceModel, where: str, feed: dict[str, examples.Array], e: Exception) -> str:
+    """What a failed run of the model on one sample says, naming the inputs given."""
+    got = ", ".join(
+        f"{k!r} {v.dtype.name} of shape {fit.shape_text((-1, *v.shape[1:]))}" for k, v in feed.items()
+    )
+    weights = _weights_dtype(src)
+    for k, v in feed.items():
+        if weights is not None and v.dtype.kind == "f" and v.dtype.name != weights:
+            return (
+                f"{fit.PREFIX}: {where}: input {k!r}: expected {weights} (the dtype of the model's weights), "
+                f"got {v.dtype.name}; the model says: {_cause(str(e))}"
+            )
+    return f"{fit.PREFIX}: {where}: got {got}; the model says: {_cause(str(e))}"
+
+
+def _weights_dtype(src: source.SourceModel) -> str | None:
+    if src.kind == "onnx" or src.module is None:
+        return None
+    try:
+        module = src.module.module() if src.kind == "exported" else src.module
+        dtype = next((p.dtype for p in module.parameters() if p.dtype.is_floating_point), None)
+    except Exception:  # no parameters() on this callable: nothing to say
+        return None
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
+
+
+# "RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x15 and 16x32)" at the end of a TorchScript
+# interpreter traceback: the cause, after lines of TorchScript source.
+_CAUSE = re.compile(r"^\s*(?:[A-Za-z_.]*(?:Error|Exception)): (.+)$")
+
+
+def _cause(text: str) -> str:
+    causes = [m.group(1) for line in text.splitlines() if (m := _CAUSE.match(line))]
+    return base.one_line(causes[-1] if causes else text, 200)
+
+
+def _output_names(src: source.SourceModel, sig: signature.Signature | None, count: int) -> list[str]:
+    if sig is not None and len(sig.outputs) == count:
+        return [o.name for o in sig.outputs]
+    if len(src.output_names) == count:
+        return list(src.output_names)
+    return ["" for _ in range(count)]
+
+
+def _require_finite_outputs(
+    outputs: list[np.ndarray[Any, Any]], names: list[str], where: str, first_sample: int
+) -> None:
+    """The reference model's outputs on a set must be finite: no variant can be checked against NaN."""
+    for i, out in enumerate(outputs):
+        index = examples.first_nonfinite(out)
+        if index is None:
+            continue
+        label = f"output {i}" + (f" {names[i]!r}" if names[i] else "")
+        sample = first_sample + index[0] if index else first_sample
+        raise errors.InputMismatchError(
+            f"the model's {label} is {out[index]} at index {list(index)} on sample {sample} of the {where}; "
+            "it must give finite outputs for its example inputs"
+        )
+
+
+def _reference_outputs(
+    src: source.SourceModel, ref: runtimes.Runner, inputs: _Inputs, opts: Options
+) -> list[np.ndarray[Any, Any]]:
+    """The reference outputs on the held-aside samples, after checking every example gives finite outputs."""
+    b = opts.max_batch_size
+    held = _run_batched(ref, inputs.held_aside, b)
+    names = _output_names(src, opts.signature, len(held))
+    split = inputs.held_aside is not inputs.samples
+    _require_finite_outputs(held, names, inputs.where["inputs"], b if split else 0)
+    if split:  # the samples export traces with
+        first = examples.Samples(arrays={k: v[:b] for k, v in inputs.samples.arrays.items()})
+        _require_finite_outputs(_run_batched(ref, first, b), names, inputs.where["inputs"], 0)
+    return held
+
+
+def _reference_metric(
+    src: source.SourceModel, ref: runtimes.Runner, inputs: _Inputs, opts: Options
+) -> float | None:
+    """Top-1 accuracy of the reference on the eval set (None without one), which must suit the metric."""
+    ev = inputs.evaluation
+    if ev is None or ev.labels is None:
+        return None
+    outputs = _run_batched(ref, ev, opts.max_batch_size)
+    where = inputs.where["eval"]
+    _require_finite_outputs(outputs, _output_names(src, opts.signature, len(outputs)), where, 0)
+    scores = outputs[0]
+    if scores.ndim != 2:
+        raise errors.InputMismatchError(
+            f"--eval needs class scores of shape (N, classes) from the model's first output, which has shape "
+            f"{fit.shape_text((-1, *scores.shape[1:]))}"
+        )
+    if ev.labels.size and int(ev.labels.max()) >= scores.shape[1]:
+        raise errors.InputMismatchError(
+            f"{where}: 'labels' go up to {int(ev.labels.max())} "
+            f"but the model scores {scores.shape[1]} classes"
+        )
+    return parity.accuracy(scores, ev.labels)
 
 
 def _run_batched(
@@ -172,8 +316,8 @@ def runner_for(name: str, path: Path) -> runtimes.Runner:
 class _Converter:
     """Runs the conversion stages in dependency order, recording each result once."""
 
-    def __init__(self, opts: Options, inputs: _Inputs, say: Progress) -> None:
-        self.opts, self.inputs, self.say = opts, inputs, say
+    def __init__(self, opts: Options, inputs: _Inputs, say: Progress, store: reuse.Outputs) -> None:
+        self.opts, self.inputs, self.say, self.store = opts, inputs, say, store
         self.work = opts.out / "work"
         self.work.mkdir(exist_ok=True)
         self.path: dict[str, Path] = {
@@ -187,6 +331,13 @@ class _Converter:
     def record(self, r: base.StageResult) -> base.StageResult:
         self.results.append(r)
         self.say(f"{r.name}: {r.status}")
+        return self.keep(r)
+
+    def keep(self, r: base.StageResult) -> base.StageResult:
+        """Record a finished artifact's digests, so a later run with the same inputs may reuse it."""
+        if r.status == "ok" and r.output is not None:
+            self.store.record(r.output)
+            self.store.save()
         return r
 
     def want(self, name: str) -> bool:
@@ -246,7 +397,7 @@ class _Converter:
                 self.want(n)
             return
         self.say("openvino-fp32: running")
-        ov32 = openvino.fp32(onnx_path, self.path["openvino-fp32"])
+        ov32 = self.keep(openvino.fp32(onnx_path, self.path["openvino-fp32"]))
         if self.want("openvino-fp32"):
             self.record(ov32)
         for n in names[1:]:
@@ -267,7 +418,7 @@ class _Converter:
         if not self.want("tensorrt-fp16"):
             return
         if fp16 is None:
-            fp16 = tensorrt.onnx_fp16(onnx_path, self.work / "fp16.onnx", self.opts.target)
+            fp16 = self.keep(tensorrt.onnx_fp16(onnx_path, self.work / "fp16.onnx", self.opts.target))
         b = self.opts.max_batch_size
         shapes: dict[str, tuple[tuple[int, ...], ...]] = {
             k: ((1, *v.shape[1:]), (b, *v.shape[1:]), (b, *v.shape[1:]))
@@ -380,22 +531,26 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
     prepare_output(opts.out)
     inputs = _load_inputs(opts)
     src = source.load(opts.model)
-    ref = _reference(src, inputs)
-    results = _Converter(opts, inputs, say).run(src, ref)
+    ref = _reference(src, inputs, opts)
+    # Silently: a user error found here is the only line on stderr.
+    ref_out = _reference_outputs(src, ref, inputs, opts)
+    ref_metric = _reference_metric(src, ref, inputs, opts)
+    store = _outputs(opts, src, inputs)
+    if store.prepare():
+        say(f"output folder {opts.out}: earlier results are of another model, inputs or options: rebuilding")
+    results = _Converter(opts, inputs, say, store).run(src, ref)
     onnx_io = next((r.output for r in results if r.name == "export" and r.output is not None), None)
 
-    say("parity: reference outputs")
     b = opts.max_batch_size
     ev = _Evaluator(
         opts=opts,
         inputs=inputs,
         say=say,
-        ref_out=_run_batched(ref, inputs.held_aside, b),
-        ref_metric=None,
+        ref_out=ref_out,
+        ref_metric=ref_metric,
         baseline=None,
         specs=_tensor_specs(onnx_io) if onnx_io is not None else None,
     )
-    ev.ref_metric = ev.metric(ref)
     gated = [ev.gate_stage(r) for r in results if r.name in catalogue.BY_NAME]
     say("profile: baseline and passing variants, side by side")
     profiles = profiling.side_by_side(
@@ -408,7 +563,9 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
     chosen, why = selection.select(ev.candidates, opts.price_per_hour)
     repo, triton = _publish(opts.out / "model_repository", ev.artifacts, say)
     if opts.target == "cpu" and onnx_io is not None:
-        _link_onnx(onnx_io, opts.out)
+        for name in _link_onnx(onnx_io, opts.out):
+            store.add_file(name)
+        store.save()
     rows = [v.model_copy(update={"triton": triton[v.name]}) if v.name in triton else v for v in rows]
     best = ev.baseline
     result = report.Report(
@@ -424,6 +581,7 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
             "inputs": str(opts.inputs) if opts.inputs else "generated from --signature",
             "calibration": str(opts.calibration) if opts.calibration else None,
             "eval": str(opts.eval) if opts.eval else None,
+            "inputs_sha256": store.manifest.inputs_sha256,
         },
         stages=[_stage_row(r, opts.out) for r in results],
         baseline=report.Baseline(
@@ -441,6 +599,24 @@ def optimize_model(opts: Options, say: Progress) -> report.Report:
     _save_profile_inputs(opts.out, inputs.samples, b)
     report.write(result, opts.out / "report.json")
     return result
+
+
+def _outputs(opts: Options, src: source.SourceModel, inputs: _Inputs) -> reuse.Outputs:
+    """What this run's artifacts depend on, as the reuse record of DIR (see `reuse`)."""
+    sig = opts.signature
+    calibration = inputs.calibration.arrays if inputs.calibration is not None else None
+    digest, parts = reuse.inputs_digest(
+        src.path,
+        src.data_files,
+        {"inputs": inputs.samples.arrays, "calibration": calibration},
+        {
+            "signature": reuse.text_sha256(sig.model_dump_json()) if sig is not None else None,
+            "max_batch_size": opts.max_batch_size,
+            "target": opts.target,
+        },
+    )
+    given = [opts.model, *src.data_files, *(p for p in (opts.inputs, opts.calibration, opts.eval) if p)]
+    return reuse.Outputs(opts.out, digest, parts, given)
 
 
 def _stage_row(r: base.StageResult, out: Path) -> report.Stage:
@@ -473,6 +649,7 @@ def _publish(
     also `<variant>-py` for the Python backend (the only one in the CPU tritonserver of nvidia-pytriton).
     """
     if not artifacts:
+        _prune(repo, set())
         return None, {}
     try:
         from .triton import repository  # owned by the serving work; may be absent
@@ -480,36 +657,54 @@ def _publish(
         say("triton: skipped: triton repository writer unavailable")
         return None, {n: "skipped: triton repository writer unavailable" for n in artifacts}
     status: dict[str, str] = {}
+    written: set[str] = set()
     repo.mkdir(parents=True, exist_ok=True)
     for name, art in artifacts.items():
         try:
-            written = [repository.write_variant(repo, repository.native_model_name(art), art)]
+            dirs = [repository.write_variant(repo, repository.native_model_name(art), art)]
             if art.device == "cpu" and art.format in repository.PYTHON_RUNTIMES:
-                written.append(
+                dirs.append(
                     repository.write_python_backend_variant(repo, repository.python_model_name(art), art)
                 )
-            status[name] = "ok: " + ", ".join(str(Path(w).relative_to(repo.parent)) for w in written)
+            written |= {Path(d).name for d in dirs}
+            status[name] = "ok: " + ", ".join(str(Path(d).relative_to(repo.parent)) for d in dirs)
         except Exception as e:  # the writer validates per backend; one bad variant must not stop the rest
             status[name] = f"failed: {base.one_line(str(e), 200)}"
         say(f"triton {name}: {status[name]}")
+    _prune(repo, written)
     return repo, status
 
 
-def _link_onnx(onnx_path: Path, out: Path) -> None:
-    """Make the exported ONNX available as DIR/model.onnx: GPU pools build their variants from it."""
+def _prune(repo: Path, keep: set[str]) -> None:
+    """Remove models an earlier run published that this one did not: the repository matches the report."""
+    if not repo.is_dir():
+        return
+    for model_dir in repo.iterdir():
+        if model_dir.is_dir() and not model_dir.name.startswith(".") and model_dir.name not in keep:
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def _link_onnx(onnx_path: Path, out: Path) -> list[str]:
+    """Make the exported ONNX available as DIR/model.onnx: GPU pools build their variants from it.
+
+    Returns the names of the files put into DIR.
+    """
     target = out / "model.onnx"
     if target.resolve() == onnx_path.resolve():
-        return
+        return []
     # External-data files keep their names: the graph refers to them by relative location.
     sidecars = [onnx_path.with_name(onnx_path.name + s) for s in (".data", "_data")]
+    placed: list[str] = []
     for src, dst in [(onnx_path, target), *((p, out / p.name) for p in sidecars)]:
         if not src.is_file():
             continue
+        placed.append(dst.name)
         dst.unlink(missing_ok=True)
         try:
             os.link(src, dst)
         except OSError:  # another file system, or links not allowed
             shutil.copyfile(src, dst)
+    return placed
 
 
 def _save_profile_inputs(out: Path, ex: examples.Samples, batch: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from thrifty_api import report
 
-from . import errors, examples, pipeline, profiling, runtimes, selection, source
+from . import checks, errors, examples, pipeline, profiling, reuse, runtimes, selection, source
 
 Progress = pipeline.Progress
 
@@ -31,10 +31,11 @@ def run(
 
     `max_batch_size` caps the batch sizes measured (default: the one `optimize` used).
     """
-    if max_batch_size is not None and max_batch_size < 1:
-        raise errors.OptionError("--max-batch-size must be at least 1")
-    if price_per_hour <= 0:
-        raise errors.OptionError("--price-per-hour must be positive")
+    if max_batch_size is not None:
+        checks.max_batch_size(max_batch_size)
+    checks.price_per_hour(price_per_hour)
+    checks.latency_budget_ms(budget_ms)
+    checks.profile_seconds(seconds)
     path = out / "report.json"
     if not path.is_file():
         raise errors.UserInputError(f"{out} has no report.json; run `thrifty-convert optimize` first")
@@ -42,6 +43,16 @@ def run(
         old = report.read(path)
     except ValueError as e:
         raise errors.UserInputError(f"{path} is not a valid report: {str(e).splitlines()[0]}") from e
+    manifest = reuse.read(out)
+    recorded = old.options.get("inputs_sha256")
+    if manifest is not None and recorded is not None and recorded != manifest.inputs_sha256:
+        raise errors.UserInputError(
+            f"{path} and {out / reuse.MANIFEST} describe different optimize runs; "
+            "run `thrifty-convert optimize` again"
+        )
+    passing = [v for v in old.variants if v.status == "ok" and v.path is not None]
+    for v in passing:
+        _require_artifact(out, v, manifest)
     ex = examples.load(out / "profile-inputs.npz", "profile inputs")
     max_batch = max_batch_size or ex.count
     batches = sorted({1, max_batch})
@@ -51,14 +62,14 @@ def run(
 
     runners: dict[str, runtimes.Runner] = {}
     model = Path(old.model)
-    if model.is_file():
+    absent = _baseline_absent(model, manifest)
+    if absent is None:
         src = source.load(model)
         runners[pipeline.BASELINE] = (
             runtimes.ort_runner(src.path, optimize=False)
             if src.kind == "onnx"
             else runtimes.torch_runner(src.module, list(ex.arrays))
         )
-    passing = [v for v in old.variants if v.status == "ok" and v.path is not None]
     for v in passing:
         runners[v.name] = pipeline.runner_for(v.name, out / (v.path or ""))
     say("profile: baseline and variants, side by side")
@@ -93,7 +104,9 @@ def run(
         rows.append(v.model_copy(update=update))
     chosen, why = selection.select(candidates, price_per_hour)
     baseline = report.Baseline(
-        name=old.baseline.name if base_best else f"{old.baseline.name} (not measured: model file absent)",
+        name=old.baseline.name
+        if base_best
+        else f"{old.baseline.name} ({f'not measured: {absent}' if absent else 'above the latency budget'})",
         latency_ms=report.Latency(p50=base_best.p50_ms, p99=base_best.p99_ms)
         if base_best
         else report.Latency(),
@@ -124,3 +137,28 @@ def run(
     else:
         report.write(new, out / f"profile-{socket.gethostname()}.json")
     return new
+
+
+def _require_artifact(out: Path, v: report.Variant, manifest: reuse.Manifest | None) -> None:
+    """A passing variant's files must be there, and be what `optimize` built and checked."""
+    rel = v.path or ""
+    for path in reuse.companions(out / rel) if (out / rel).is_file() else [out / rel]:
+        if not path.is_file():
+            raise errors.UserInputError(
+                f"variant {v.name}: file {path} is missing; run `thrifty-convert optimize` into {out} again"
+            )
+    if manifest is not None:
+        why = reuse.verify(out, manifest, rel)
+        if why is not None:
+            raise errors.UserInputError(
+                f"variant {v.name}: {why}; run `thrifty-convert optimize` into {out} again"
+            )
+
+
+def _baseline_absent(model: Path, manifest: reuse.Manifest | None) -> str | None:
+    """Why the reference model cannot be the baseline (None when it can)."""
+    if not model.is_file():
+        return "model file absent"
+    if manifest is not None and manifest.parts.get("model") not in (None, reuse.file_sha256(model)):
+        return "model file changed since optimize"
+    return None

@@ -8,6 +8,7 @@ normal; always seeded, so two runs on the same spec see the same tensors.
 from __future__ import annotations
 
 import json
+import math
 from typing import Literal
 
 import numpy as np
@@ -21,6 +22,8 @@ DYNAMIC_DIM = 16
 # only by chance, which is fine for parity and profiling.
 MAX_TOKEN_ID = 1000
 SEED = 0
+# Generated examples stay below this size; a bigger model input needs its examples given (--inputs).
+MAX_GENERATED_BYTES = 1 << 30
 
 DType = Literal["float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool"]
 
@@ -50,6 +53,14 @@ class Signature(pydantic.BaseModel):
     inputs: list[TensorSpec] = pydantic.Field(min_length=1)
     outputs: list[TensorSpec] = pydantic.Field(default_factory=list)
 
+    @pydantic.model_validator(mode="after")
+    def _unique_names(self) -> Signature:
+        for side in (self.inputs, self.outputs):
+            names = [t.name for t in side]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tensor names must be unique, got {names}")
+        return self
+
 
 def parse(text: str) -> Signature:
     """Read `--signature`; raises `OptionError` with a one-line reason."""
@@ -68,9 +79,16 @@ def _dtype(name: DType) -> np.dtype[np.generic]:
 def generate(sig: Signature, count: int, seed: int = SEED) -> examples.Samples:
     """`count` example samples per input of `sig`."""
     rng = np.random.default_rng(seed)
+    shapes = {spec.name: (count, *(DYNAMIC_DIM if d == -1 else d for d in spec.shape)) for spec in sig.inputs}
+    size = sum(math.prod(shapes[spec.name]) * _dtype(spec.dtype).itemsize for spec in sig.inputs)
+    if size > MAX_GENERATED_BYTES:
+        raise errors.OptionError(
+            f"--signature: {count} generated examples of its inputs would take {size / 2**30:.1f} GiB "
+            f"(at most {MAX_GENERATED_BYTES / 2**30:g}); give example inputs with --inputs"
+        )
     arrays: dict[str, examples.Array] = {}
     for spec in sig.inputs:
-        shape = (count, *(DYNAMIC_DIM if d == -1 else d for d in spec.shape))
+        shape = shapes[spec.name]
         dtype = _dtype(spec.dtype)
         lowered = spec.name.lower()
         if dtype.kind == "b":

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from . import errors
 
 Kind = Literal["torchscript", "exported", "onnx"]
+
+
+# ONNX Runtime guarantees opset 7 and newer; the newest is what the installed onnx package (and the
+# ONNX Runtime released with it) knows.
+MIN_ONNX_OPSET = 7
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """One input as the model file declares it.
+
+    Attributes:
+        name: Its name in the model (ONNX graph input, torch.export placeholder, TorchScript argument).
+        dtype: numpy dtype name; None when the model does not declare one.
+        shape: Batch axis first, -1 for a dynamic dimension; None when the model does not declare one.
+    """
+
+    name: str
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -22,12 +45,27 @@ class SourceModel:
         kind: How it was read.
         module: A torch callable for TorchScript and torch.export models; None for ONNX.
         onnx_input_names: Input names of an ONNX source; empty for torch models.
+        inputs: Declared inputs in the order the model takes them; for TorchScript only their names.
+        required_inputs: How many of `inputs` must be given (TorchScript arguments may have defaults).
+        output_names: Declared output names (ONNX); empty when the model does not name them.
+        data_files: External-data files an ONNX source refers to (part of what the model is).
     """
 
     path: Path
     kind: Kind
     module: Any = None
     onnx_input_names: tuple[str, ...] = ()
+    inputs: tuple[InputSpec, ...] = ()
+    required_inputs: int | None = None
+    output_names: tuple[str, ...] = ()
+    data_files: tuple[Path, ...] = ()
+
+
+def max_onnx_opset() -> int:
+    """Newest ai.onnx opset the installed onnx package defines."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
 
 
 def load(path: Path) -> SourceModel:
@@ -54,14 +92,59 @@ def _load_onnx(path: Path) -> SourceModel:
 
     try:
         model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError, OSError...
+        raise errors.ModelFileError(
+            f"cannot read model {path}: not a TorchScript, torch.export or valid ONNX file ({_first(e)})"
+        ) from e
+    _check_opset(path, model)
+    try:
         onnx.checker.check_model(model)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, OSError...
+    except Exception as e:  # ValidationError and friends
         raise errors.ModelFileError(
             f"cannot read model {path}: not a TorchScript, torch.export or valid ONNX file ({_first(e)})"
         ) from e
     initializers = {i.name for i in model.graph.initializer}
-    names = tuple(i.name for i in model.graph.input if i.name not in initializers)
-    return SourceModel(path=path, kind="onnx", onnx_input_names=names)
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    locations = {
+        e.value
+        for t in model.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+        for e in t.external_data
+        if e.key == "location"
+    }
+    return SourceModel(
+        path=path,
+        kind="onnx",
+        onnx_input_names=tuple(i.name for i in graph_inputs),
+        inputs=tuple(_onnx_spec(i) for i in graph_inputs),
+        required_inputs=len(graph_inputs),
+        output_names=tuple(o.name for o in model.graph.output),
+        data_files=tuple(sorted(path.parent / loc for loc in locations)),
+    )
+
+
+def _check_opset(path: Path, model: Any) -> None:
+    newest = max_onnx_opset()
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and not MIN_ONNX_OPSET <= entry.version <= newest:
+            raise errors.ModelFileError(
+                f"model {path} uses ONNX opset {entry.version}; supported opsets are {MIN_ONNX_OPSET} to "
+                f"{newest} (convert it with onnx.version_converter)"
+            )
+
+
+def _onnx_spec(value_info: Any) -> InputSpec:
+    from onnx import helper
+
+    t = value_info.type.tensor_type
+    try:
+        dtype: str | None = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+    except Exception:  # types numpy has no name for (bfloat16, float8...): not checked
+        dtype = None
+    shape = None
+    if t.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
+    return InputSpec(name=value_info.name, dtype=dtype, shape=shape)
 
 
 def _load_torchscript(path: Path) -> SourceModel:
@@ -74,7 +157,19 @@ def _load_torchscript(path: Path) -> SourceModel:
     except Exception as e:  # torch raises RuntimeError or ValueError for damaged archives
         raise errors.ModelFileError(f"cannot read TorchScript model {path}: {_first(e)}") from e
     module.eval()
-    return SourceModel(path=path, kind="torchscript", module=module)
+    names: tuple[str, ...] = ()
+    required = None
+    with contextlib.suppress(Exception):  # a module without a scripted forward: nothing declared
+        arguments = list(module.forward.schema.arguments)[1:]  # after self
+        names = tuple(a.name for a in arguments)
+        required = sum(1 for a in arguments if not a.has_default_value())
+    return SourceModel(
+        path=path,
+        kind="torchscript",
+        module=module,
+        inputs=tuple(InputSpec(name=n) for n in names),
+        required_inputs=required,
+    )
 
 
 def _load_exported(path: Path) -> SourceModel:
@@ -84,7 +179,26 @@ def _load_exported(path: Path) -> SourceModel:
         program = torch.export.load(str(path))
     except Exception as e:  # damaged or foreign archives
         raise errors.ModelFileError(f"cannot read torch.export model {path}: {_first(e)}") from e
-    return SourceModel(path=path, kind="exported", module=program)
+    specs: tuple[InputSpec, ...] = ()
+    with contextlib.suppress(Exception):  # an unusual program: its inputs are checked by running it
+        specs = _exported_inputs(program)
+    return SourceModel(path=path, kind="exported", module=program, inputs=specs, required_inputs=len(specs))
+
+
+def _exported_inputs(program: Any) -> tuple[InputSpec, ...]:
+    """The user inputs of an ExportedProgram with their dtypes and shapes (symbolic dimensions as -1)."""
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    specs = []
+    for name in program.graph_signature.user_inputs:
+        node = placeholders.get(name)
+        value = node.meta.get("val") if node is not None else None
+        shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+        if shape is None or dtype is None:
+            specs.append(InputSpec(name=name))
+            continue
+        dims = tuple(d if isinstance(d, int) else -1 for d in shape)
+        specs.append(InputSpec(name=name, dtype=str(dtype).removeprefix("torch."), shape=dims))
+    return tuple(specs)
 
 
 def _first(e: BaseException) -> str:

@@ -301,7 +301,8 @@ def convert_job(
         "--target",
         "cpu",
         "--variants",
-        ",".join(cpu_variants),
+        # A GPU-only spec converts to ONNX here and builds its variants on the GPU pool.
+        ",".join(cpu_variants) or "none",
         "--max-batch-size",
         str(spec.optimization.max_batch_size),
         "--latency-budget-ms",
