@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -251,7 +250,7 @@ def _run(out: Path, trace_path: Path, only: str | None) -> int:
         from .plot import write_plot
 
         write_plot(result, out / f"{sc.name}.png", sc.name, budget.per_month)
-    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    (out / "results.json").write_text(experiment.strict_json(summary))
     say(f"\nwrote {out}/results.json and one PNG per scenario in {time.monotonic() - started:.0f} s")
     return 1 if overran else 0
 

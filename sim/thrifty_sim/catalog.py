@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from importlib.resources.abc import Traversable
 from typing import Any
 
@@ -191,9 +192,35 @@ def parse_pools(text: str) -> dict[str, pricing.PoolPrice]:
     return pool_prices(catalogue)
 
 
+def _read_text(path: Traversable, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CatalogError(f"{what} {path}: not UTF-8 text ({e.reason})") from e
+    except OSError as e:
+        raise CatalogError(f"{what} {path}: cannot read: {e.strerror or e}") from e
+
+
 def load_pools(path: Traversable | None) -> dict[str, pricing.PoolPrice]:
     """Load the pool catalogue from `path`, or the default one when None."""
-    return parse_pools(DEFAULT_POOLS_YAML if path is None else path.read_text())
+    return parse_pools(DEFAULT_POOLS_YAML if path is None else _read_text(path, "pool catalogue"))
+
+
+def _check_finite(raw: dict[str, Any], request: pricing.ReplicaRequest, latency: dict[str, Any]) -> None:
+    """Refuse a variant whose figures are not finite, or not positive where they must be."""
+    name = raw.get("name")
+    figures = {
+        "throughput_per_s": (float(raw["throughput_per_s"]), True),
+        "latency_ms.p50": (float(latency["p50"]), False),
+        "latency_ms.p99": (float(latency["p99"]), False),
+        "resources.cpu": (request.cpu, False),
+        "resources.memory_gib": (request.memory_gib, False),
+        "resources.gpu": (float(request.gpu), False),
+    }
+    for key, (value, positive) in figures.items():
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            need = "a finite number > 0" if positive else "a finite number, 0 or more"
+            raise CatalogError(f"variant {name!r}: {key} must be {need}; got {value!r}")
 
 
 def parse_capacity(doc: dict[str, Any], pools: dict[str, pricing.PoolPrice]) -> CapacityModel:
@@ -235,6 +262,7 @@ def parse_capacity(doc: dict[str, Any], pools: dict[str, pricing.PoolPrice]) -> 
                 if res
                 else _DEFAULT_RESOURCES["gpu" if device == "gpu" else "cpu"]
             )
+            _check_finite(raw, request, latency)
             variants.append(
                 policy.Variant(
                     name=str(raw["name"]),
@@ -265,8 +293,11 @@ def load_capacity(path: Traversable | None, pools: dict[str, pricing.PoolPrice])
     """Load the capacity model from a report.json, or the default one when None."""
     if path is None:
         return parse_capacity(DEFAULT_REPORT, pools)
+    text = _read_text(path, "capacity report")
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise CatalogError(f"capacity report {path}: {e}") from e
+    if not isinstance(doc, dict):
+        raise CatalogError(f"capacity report {path}: not a JSON object")
     return parse_capacity(doc, pools)

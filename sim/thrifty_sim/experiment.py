@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -134,7 +135,10 @@ def run_all(
             "seconds": n,
             "requests": int(counts.sum()),
             "mean_rps": float(counts.mean()),
-            "peak_to_mean_per_minute": float(per_minute.max() / per_minute.mean()) if minutes else 1.0,
+            # A load without requests is flat: 1, not 0/0.
+            "peak_to_mean_per_minute": (
+                float(per_minute.max() / per_minute.mean()) if minutes and per_minute.mean() > 0 else 1.0
+            ),
             "rps_per_minute": [float(x) for x in per_minute],
         },
         "oracle_cost": o1.total_cost,
@@ -206,3 +210,47 @@ def _plan_dict(plan: oracle.Plan, window_s: int) -> dict[str, Any]:
         "replicas_per_minute": [float(r) for r in plan.replicas],
         "variants_per_minute": list(plan.variant),
     }
+
+
+NULL_NOTE = (
+    "null stands for a number that is not finite (NaN: undefined, such as 0/0; Infinity: unbounded); "
+    "`values` lists each by its path and what it was"
+)
+_MAX_LISTED_NULLS = 20
+
+
+def strict_json(doc: dict[str, Any]) -> str:
+    """`doc` as strict JSON (RFC 8259: no NaN or Infinity), indented by 1.
+
+    Every non-finite number is written as null; then `doc` gets a key `null_values`, {"note": what null
+    means, "values": {path: "nan" | "inf" | "-inf"} (the first 20), "count": how many}. Without any,
+    the text is `json.dumps(doc, indent=1)`.
+
+    Args:
+        doc: A JSON-friendly document (dicts, lists, strings, numbers, booleans, None).
+
+    Returns:
+        The JSON text.
+    """
+    found: dict[str, str] = {}
+    count = 0
+
+    def clean(value: Any, path: str) -> Any:
+        nonlocal count
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            count += 1
+            if len(found) < _MAX_LISTED_NULLS:
+                found[path or "(document)"] = repr(float(value))
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(doc, "")
+    if count:
+        cleaned["null_values"] = {"note": NULL_NOTE, "values": found, "count": count}
+    return json.dumps(cleaned, indent=1, allow_nan=False)

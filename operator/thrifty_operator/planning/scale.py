@@ -243,7 +243,9 @@ def _choice(
     remembered = load.remembered or stored.scaling
     last_limited = (remembered.state or {}).get(_LIMITED_AT) if remembered else None
     limited_at = load.now.timestamp() if decision and decision.budget_limited else last_limited
-    budget_limited = _steady(budget_limited, previous, limited_at, load.now)
+    # A budget the user changed is judged afresh: the hold is for a budget that flaps, not for a raise.
+    changed = stored.cost is not None and stored.cost.budget != _budget_text(effective)
+    budget_limited = _steady(budget_limited, previous, None if changed else limited_at, load.now)
     if previous and (previous.status, previous.reason) == (budget_limited.status, budget_limited.reason):
         # Budget Events mark transitions; a budget that keeps binding is in the condition, not an Event storm.
         events = []
