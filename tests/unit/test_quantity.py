@@ -22,9 +22,6 @@ def test_every_admitted_quantity_parses_as_kubernetes_parses_it(text: str) -> No
     try:
         theirs = k8s_quantity.parse_quantity(text)
     except (ValueError, ArithmeticError):  # the client refuses exponents it cannot represent; ours is exact
-        ValueError,
-        ArithmeticError,
-    ):  # the client refuses some exponents it cannot represent; ours is exact
         hypothesis.assume(False)
     assert ours == Decimal(theirs)
 
