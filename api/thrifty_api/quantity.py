@@ -14,7 +14,7 @@ from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][-+]?[0-9]+)?$"
 _QUANTITY = re.compile(r"^[+]?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][-+]?[0-9]+)?$")
 # Exponents as large as the pattern admits stay exact (and then fit no node) rather than overflow.
-_WIDE = Context(Emax=MAX_EMAX, Emin=MIN_EMIN)
+_WIDE = Context(prec=64, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _SUFFIX = {
     "": Decimal(1),
     "n": Decimal("1e-9"),
@@ -43,5 +43,5 @@ def parse(value: str) -> Decimal:
         raise ValueError(f"not a resource quantity: {value!r}")
     number, suffix = Decimal(match.group(1)), match.group(2) or ""
     if suffix in _SUFFIX:
-        return number * _SUFFIX[suffix]
+        return _WIDE.multiply(number, _SUFFIX[suffix])
     return number.scaleb(int(suffix[1:]), context=_WIDE)
