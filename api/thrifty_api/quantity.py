@@ -44,4 +44,7 @@ def parse(value: str) -> Decimal:
     number, suffix = Decimal(match.group(1)), match.group(2) or ""
     if suffix in _SUFFIX:
         return _WIDE.multiply(number, _SUFFIX[suffix])
-    return number.scaleb(int(suffix[1:]), context=_WIDE)
+    try:
+        return number.scaleb(int(suffix[1:]), context=_WIDE)
+    except ArithmeticError as err:
+        raise ValueError(f"resource quantity out of range: {value!r}") from err

@@ -18,7 +18,11 @@ from thrifty_api import quantity
 @hypothesis.given(text=st.from_regex(quantity.PATTERN, fullmatch=True))
 def test_every_admitted_quantity_parses_as_kubernetes_parses_it(text: str) -> None:
     hypothesis.assume(len(text) <= 32)  # the CRD's maxLength
-    ours = quantity.parse(text)
+    try:
+        ours = quantity.parse(text)
+    except ValueError as err:  # an exponent beyond any Decimal: the planner reports InvalidResources
+        assert "out of range" in str(err)
+        hypothesis.assume(False)
     try:
         theirs = k8s_quantity.parse_quantity(text)
     except (ValueError, ArithmeticError):  # the client refuses exponents it cannot represent; ours is exact
