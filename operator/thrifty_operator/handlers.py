@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import kopf
@@ -74,12 +73,6 @@ def _catalogue() -> pools.PoolCatalogue:
         ) from err
 
 
-def _price_of(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    return pool_pricing.replica_price(
-        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
-    )
-
-
 def reconcile(
     *,
     name: str,
@@ -110,7 +103,7 @@ def reconcile(
                 observed=children,
                 catalogue=catalogue,
                 settings=SETTINGS,
-                price_of=_price_of,
+                price_of=pool_pricing.spec_replica_price,
                 load=load,
             )
 

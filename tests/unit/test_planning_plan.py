@@ -29,12 +29,6 @@ def _spec(**serving: Any) -> models.OptimizedModelSpec:
     return models.OptimizedModelSpec.model_validate(raw)
 
 
-def _price(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    return pool_pricing.replica_price(
-        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
-    )
-
-
 def _plan(
     spec: models.OptimizedModelSpec,
     children: observed.Observed,
@@ -50,7 +44,7 @@ def _plan(
         observed=children,
         catalogue=CATALOGUE,
         settings=SETTINGS,
-        price_of=_price,
+        price_of=pool_pricing.spec_replica_price,
     )
 
 
@@ -318,7 +312,7 @@ def test_plan_with_s3_store_syncs_artifacts_through_the_bucket() -> None:
             observed=observed.Observed(jobs=jobs, deployment=None),
             catalogue=CATALOGUE,
             settings=settings,
-            price_of=_price,
+            price_of=pool_pricing.spec_replica_price,
         )
 
     container = plan({}).create_jobs[0]["spec"]["template"]["spec"]["containers"][0]

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import pathlib
-from decimal import Decimal
 from typing import Any
 
 import hypothesis
@@ -116,12 +115,6 @@ _specs = st.builds(
 )
 
 
-def _price(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    return pool_pricing.replica_price(
-        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
-    )
-
-
 def _plan(
     spec: models.OptimizedModelSpec,
     stored: models.OptimizedModelStatus,
@@ -136,7 +129,7 @@ def _plan(
         observed=children,
         catalogue=CATALOGUE,
         settings=SETTINGS,
-        price_of=_price,
+        price_of=pool_pricing.spec_replica_price,
         load=load,
     )
     raw = status_io.dump(result.status)

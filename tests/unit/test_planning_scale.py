@@ -26,12 +26,6 @@ def _spec(**serving: Any) -> models.OptimizedModelSpec:
     return models.OptimizedModelSpec.model_validate(raw)
 
 
-def _price(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    return pool_pricing.replica_price(
-        pool, spec.serving.resources.requests.cpu, spec.serving.resources.requests.memory
-    )
-
-
 def _candidates(spec: models.OptimizedModelSpec) -> list[measure.Candidate]:
     cpu, gpu = CATALOGUE.get("cpu-c7i"), CATALOGUE.get("gpu-l4")
     assert cpu and gpu
@@ -57,7 +51,7 @@ def _candidates(spec: models.OptimizedModelSpec) -> list[measure.Candidate]:
             ),
         ),
     ]
-    return measure.candidates(spec, measured, _price)
+    return measure.candidates(spec, measured, pool_pricing.spec_replica_price)
 
 
 def _decide(

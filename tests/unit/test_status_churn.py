@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
-from decimal import Decimal
 
 import pytest
 import yaml
@@ -34,11 +33,6 @@ def _spec() -> models.OptimizedModelSpec:
     raw = yaml.safe_load((ROOT / "examples" / "minilm.yaml").read_text())["spec"]
     raw["serving"] |= {"pools": ["cpu-c7i"], "minReplicas": 1, "maxReplicas": 4}
     return models.OptimizedModelSpec.model_validate(raw)
-
-
-def _price(pool: pools.Pool, spec: models.OptimizedModelSpec) -> Decimal:
-    requests = spec.serving.resources.requests
-    return pool_pricing.replica_price(pool, requests.cpu, requests.memory)
 
 
 def _jobs(spec: models.OptimizedModelSpec) -> dict[str, observed.JobState]:
@@ -79,7 +73,7 @@ def _writes(annotations: dict[str, str], rates: list[float]) -> list[list[str]]:
             observed=observed.Observed(jobs=jobs, deployment=deployment, applied=applied),
             catalogue=CATALOGUE,
             settings=SETTINGS,
-            price_of=_price,
+            price_of=pool_pricing.spec_replica_price,
             load=load,
         )
         memory = result.status.scaling

@@ -38,7 +38,8 @@ def check(spec: models.OptimizedModelSpec, serving_pools: Sequence[pools.Pool]) 
             f"spec.serving.minReplicas ({serving.min_replicas}) must be less than or equal to "
             f"spec.serving.maxReplicas ({serving.max_replicas})"
         )
-    cpu, memory = serving.resources.requests.cpu or "1", serving.resources.requests.memory or "2Gi"
+    requests = serving.resources.requests
+    cpu, memory = requests.cpu or pool_pricing.DEFAULT_CPU, requests.memory or pool_pricing.DEFAULT_MEMORY
     problem = _request_problem(cpu, memory)
     if problem:
         return problem
