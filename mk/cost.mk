@@ -8,3 +8,7 @@ bench-cost: $(VENV)/.installed ## Run the cost benchmark and report which target
 .PHONY: bench-cost-sweep
 bench-cost-sweep: $(VENV)/.installed ## Binding monthly cap over seeds 3-5 and budgets 0.6/0.8/0.95 of the oracle's cost
 	$(PY) -m thrifty_sim.sweep
+
+.PHONY: bench-cost-robust
+bench-cost-robust: $(VENV)/.installed ## Every policy on 8 traffic families + the Azure trace x 5 seeds x scales 1/5/20/80 (matrix, heatmap)
+	$(PY) -m thrifty_sim.robust --out .bench/cost-robust
