@@ -204,6 +204,24 @@ class DynamicBatching(_Model):
 class ResourceList(_Model):
     """Compute resources as Kubernetes quantities."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            # The pattern admits `0`; a replica that asks for nothing can be neither placed nor priced.
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.cpu) || quantity(self.cpu).compareTo(quantity('1m')) >= 0",
+                    "`cpu` must be at least 1m (one millicore)",
+                    ".cpu",
+                ),
+                _cel(
+                    "!has(self.memory) || quantity(self.memory).isGreaterThan(quantity('0'))",
+                    "`memory` must be more than 0",
+                    ".memory",
+                ),
+            ]
+        }
+    )
+
     cpu: Quantity | None = None
     """CPU cores, for example `2` or `500m`."""
 
@@ -309,7 +327,7 @@ class Condition(_Model):
         max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
     )
-    """Condition type: Converted, Optimized, Deployed, Ready, BudgetLimited or Suspended."""
+    """Condition type: Converted, Optimized, Deployed, Ready, BudgetLimited, ScalingActive or Suspended."""
 
     status: Literal["True", "False", "Unknown"]
     """Status of the condition."""
@@ -494,7 +512,7 @@ class OptimizedModelStatus(_Model):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Converted, Optimized, Deployed, Ready, BudgetLimited and Suspended."""
+    """Converted, Optimized, Deployed, Ready, BudgetLimited, ScalingActive and Suspended."""
 
     variants: list[MeasuredVariant] = pydantic.Field(default_factory=list, max_length=128)
     """Every variant measured, per pool."""

@@ -224,10 +224,26 @@ def _fail(argv: Sequence[str], message: str, status: int) -> int:
     return status
 
 
+def _quiet_storage_cleanup() -> None:
+    """A full file system also fails the close of files left open (torch's zip writers, at exit): that is
+    reported once already, not as a traceback per file."""
+    default = sys.unraisablehook
+    if getattr(default, "thrifty_storage", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_value is None or errors.storage_cause(unraisable.exc_value) is None:
+            default(unraisable)
+
+    hook.thrifty_storage = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `thrifty-convert`; returns the exit status."""
     raw = list(sys.argv[1:] if argv is None else argv)
     signals.exit_on_sigterm()
+    _quiet_storage_cleanup()
     try:
         args = _parser().parse_args(raw)  # --help prints and raises SystemExit(0)
     except errors.UserInputError as e:
@@ -241,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.UserInputError as e:
         return _fail(raw, f"error: {e}", EXIT_USER)
     except Exception as e:  # last resort: one line, details only when asked for
+        try:
+            errors.raise_if_storage(e)
+        except errors.StorageError as full:
+            return _fail(raw, f"error: {full}", EXIT_USER)
         if os.environ.get("THRIFTY_DEBUG") == "1":
             _fail(raw, f"internal error: {type(e).__name__}: {e}", EXIT_INTERNAL)
             raise

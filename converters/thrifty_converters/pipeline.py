@@ -100,6 +100,7 @@ def prepare_output(out: Path) -> None:
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
+        errors.watch_storage(out)
     except OSError as e:
         raise errors.OutputDirError(f"output folder {out} is not writable: {e.strerror or e}") from e
 
@@ -486,6 +487,7 @@ class _Evaluator:
             runner = runner_for(r.name, r.output)
             status, row["parity"] = self.gate(runner, precision)
         except Exception as e:  # a variant that cannot run fails; the others go on
+            errors.raise_if_storage(e)
             return report.Variant(**row, status=f"failed: cannot run: {base.one_line(str(e), 200)}")
         if status == "ok":
             self.runners[r.name] = runner
@@ -669,6 +671,7 @@ def _publish(
             written |= {Path(d).name for d in dirs}
             status[name] = "ok: " + ", ".join(str(Path(d).relative_to(repo.parent)) for d in dirs)
         except Exception as e:  # the writer validates per backend; one bad variant must not stop the rest
+            errors.raise_if_storage(e)
             status[name] = f"failed: {base.one_line(str(e), 200)}"
         say(f"triton {name}: {status[name]}")
     _prune(repo, written)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,7 +155,9 @@ def _load_torchscript(path: Path) -> SourceModel:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 deprecates TorchScript itself
-            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+            # TorchScript's own unpickler restores TorchScript objects only; weights_only covers the rest.
+            with weights_only():
+                module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as e:  # torch raises RuntimeError or ValueError for damaged archives
         raise errors.ModelFileError(f"cannot read TorchScript model {path}: {_first(e)}") from e
     module.eval()
@@ -172,11 +176,43 @@ def _load_torchscript(path: Path) -> SourceModel:
     )
 
 
+# torch.load reads this variable on every call and then unpickles only tensors and plain containers, even
+# where the caller passed weights_only=False, as torch.export.load does for weights stored pickled (torch
+# 2.15): without it, a crafted .pt2 runs any code when it is loaded.
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+_ALLOW_PICKLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+@contextlib.contextmanager
+def weights_only() -> Iterator[None]:
+    """Within the block, every torch.load in this process unpickles weights only (docs/security.md)."""
+    saved = {k: os.environ.get(k) for k in (FORCE_WEIGHTS_ONLY, _ALLOW_PICKLE)}
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    os.environ.pop(_ALLOW_PICKLE, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _load_exported(path: Path) -> SourceModel:
+    import pickle
+
     import torch
 
     try:
-        program = torch.export.load(str(path))
+        with weights_only():
+            program = torch.export.load(str(path))
+    except pickle.UnpicklingError as e:
+        raise errors.ModelFileError(
+            f"cannot read torch.export model {path}: it holds pickled objects other than tensors, and "
+            "Thrifty unpickles weights only (a pickle can run code); save it with torch.export.save from a "
+            "module whose parameters and buffers are plain tensors"
+        ) from e
     except Exception as e:  # damaged or foreign archives
         raise errors.ModelFileError(f"cannot read torch.export model {path}: {_first(e)}") from e
     specs: tuple[InputSpec, ...] = ()

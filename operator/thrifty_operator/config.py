@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic
 import pydantic_settings
@@ -66,6 +66,18 @@ class Settings(pydantic_settings.BaseSettings):
 
     converter_memory_request: str = pydantic.Field(default="4Gi", pattern=r"^[0-9]+(Ki|Mi|Gi)$")
     """Memory request of conversion and profiling Jobs; their limit is twice as much."""
+
+    converter_ephemeral_storage: str = pydantic.Field(default="10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi)$")
+    """Scratch space (`/tmp`) of conversion and profiling Jobs: request, limit and the emptyDir's size limit.
+    A model file that fills it gets its pod evicted, not the node's disk."""
+
+    converter_network_policy: bool = True
+    """Create, in every namespace with conversion Jobs, a NetworkPolicy that lets nothing into their pods and
+    out of them only `converter_egress`: a user's model file can run code when it is loaded."""
+
+    converter_egress: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    """NetworkPolicy egress rules of conversion and profiling pods (JSON list); empty: no egress at all. The
+    `s3` store and `s3://` sources need a rule for the object store's address."""
 
     prometheus_url: str | None = pydantic.Field(default=None, pattern=r"^https?://")
     """Prometheus HTTP API (e.g. `http://prometheus.monitoring:9090`) that scrapes the Triton pods; when set,

@@ -5,9 +5,10 @@ Run with `kopf run --standalone --all-namespaces -m thrifty_operator.handlers`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -19,6 +20,7 @@ from thrifty_api import pools
 from . import (
     conditions,
     config,
+    indexes,
     k8s,
     loadprobe,
     manifests,
@@ -84,6 +86,7 @@ def reconcile(
     patch: kopf.Patch,
     body: kopf.Body,
     memo: kopf.Memo | None = None,
+    indexed: Indexed | None = None,
 ) -> None:
     """Level-based reconcile shared by create, update, resume and the timer: read, plan, write. The timer
     (with `memo`) also reads the load and scales under the budgets."""
@@ -110,7 +113,10 @@ def reconcile(
         result = planned(None)
         if memo is not None and result.serving:
             # Load and budgets are read only for a model being served; then it is planned again with them.
-            result = planned(_load(name, namespace, body, memo))
+            assert indexed is not None, "timer passes carry the indexes"
+            load = _load(name, namespace, body, memo, indexed)
+            result = planned(load)
+            telemetry.namespace_budget(namespace, load.namespace_annotations)
             # The policy's memory between status writes lives in memo; after a restart, status has a copy.
             memo["scaling"] = result.status.scaling
         _write_children(namespace, body, result)
@@ -174,6 +180,9 @@ def _observe(
 def _write_children(namespace: str, body: kopf.Body, result: planner.Plan) -> None:
     if result.create_jobs and SETTINGS.artifact_store == "pvc":
         k8s.ensure_claim(manifests.artifacts_claim(namespace=namespace, settings=SETTINGS))
+    if result.create_jobs and SETTINGS.converter_network_policy:
+        # Before the Jobs, so that no conversion pod runs a moment without it.
+        k8s.apply(manifests.converter_network_policy(namespace=namespace, settings=SETTINGS))
     for job in result.create_jobs:
         if k8s.create_job(job):
             kopf.event(
@@ -183,28 +192,58 @@ def _write_children(namespace: str, body: kopf.Body, result: planner.Plan) -> No
         k8s.apply(manifest)
 
 
-def _sample(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int]:
-    """Triton's load (None when unknown: the policy then holds the fleet) and the ready replicas."""
+def _sample(namespace: str, name: str, memo: kopf.Memo) -> tuple[metrics.LoadSample | None, int, str | None]:
+    """Triton's load (None when unknown: the policy then holds the fleet), the ready replicas, and why the
+    load is missing when that is a failure rather than a first scrape."""
     pods = k8s.triton_pods(namespace, name)
     if SETTINGS.prometheus_url is None:
         return loadprobe.scrape(pods, memo.setdefault("scrapes", {}))
+    ready = len(loadprobe.ready_pods(pods))
+    deployment = names.deployment(name)
     match = promload.selector(
-        namespace, names.deployment(name), SETTINGS.prometheus_namespace_label, SETTINGS.prometheus_pod_label
+        namespace, deployment, SETTINGS.prometheus_namespace_label, SETTINGS.prometheus_pod_label
     )
     try:
         load = promload.load(SETTINGS.prometheus_url, match, SETTINGS.prometheus_rate_window)
     except promload.PrometheusError as err:
         log.warning("load of %s/%s from Prometheus: %s", namespace, name, err)
-        load = None
-    return load, len(loadprobe.ready_pods(pods))
+        return None, ready, f"Prometheus at {SETTINGS.prometheus_url}: {err}"
+    if load is None and ready:
+        return (
+            None,
+            ready,
+            f"Prometheus at {SETTINGS.prometheus_url} has no Triton series of {deployment}'s pods",
+        )
+    return load, ready, None
 
 
-def _load(name: str, namespace: str, body: kopf.Body, memo: kopf.Memo) -> observed.Load:
+@kopf.index(*RESOURCE)
+def model_rates(
+    namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> dict[str, tuple[str, float]]:
+    """Every model's spend rate by namespace (its share of a namespace budget), kept from kopf's watch."""
+    return indexes.model_rate(namespace or "default", name, status)
+
+
+@kopf.index("namespaces")
+def namespace_budgets(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, dict[str, str]]:
+    """Every Namespace's budget annotations, kept from a watch instead of a read per model per pass."""
+    return indexes.namespace_budget(name, annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class Indexed:
+    """The indexes a timer pass reads: namespace → models' (name, rate), namespace → budget annotations."""
+
+    rates: Mapping[str, Iterable[tuple[str, float]]]
+    budgets: Mapping[str, Iterable[Mapping[str, str]]]
+
+
+def _load(name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, indexed: Indexed) -> observed.Load:
     """What the budget-aware scaler reads: load, replicas, budgets and the namespace's demand."""
-    sample, ready = _sample(namespace, name, memo)
-    ns_annotations = k8s.namespace_annotations(namespace)
-    keys = (models.BUDGET_PER_HOUR_ANNOTATION, models.BUDGET_PER_MONTH_ANNOTATION)
-    demand = k8s.model_rates(namespace) if any(k in ns_annotations for k in keys) else {}
+    sample, ready, load_error = _sample(namespace, name, memo)
+    ns_annotations = indexes.budget_annotations(indexed.budgets.get(namespace, ()))
+    demand = indexes.rates(indexed.rates.get(namespace, ())) if ns_annotations else {}
     remembered = memo.get("scaling")
     return observed.Load(
         now=datetime.datetime.now(datetime.UTC),
@@ -212,6 +251,7 @@ def _load(name: str, namespace: str, body: kopf.Body, memo: kopf.Memo) -> observ
         namespace_annotations=ns_annotations,
         namespace_demand=demand,
         sample=sample,
+        load_error=load_error,
         ready_replicas=ready,
         remembered=remembered if isinstance(remembered, models.ScalingStatus) else None,
         sync_seconds=SETTINGS.status_interval_seconds,
@@ -220,6 +260,11 @@ def _load(name: str, namespace: str, body: kopf.Body, memo: kopf.Memo) -> observ
 
 def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None, handler: str) -> None:
     meta = kwargs["meta"]
+    indexed = (
+        Indexed(rates=kwargs["model_rates"], budgets=kwargs["namespace_budgets"])
+        if memo is not None
+        else None
+    )
     with telemetry.timed(handler):
         reconcile(
             name=kwargs["name"],
@@ -231,6 +276,7 @@ def _reconcile_event(kwargs: Mapping[str, Any], memo: kopf.Memo | None, handler:
             patch=kwargs["patch"],
             body=kwargs["body"],
             memo=memo,
+            indexed=indexed,
         )
 
 

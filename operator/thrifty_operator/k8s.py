@@ -11,10 +11,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, Configuration, CoreV1Api, CustomObjectsApi
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    BatchV1Api,
+    Configuration,
+    CoreV1Api,
+    NetworkingV1Api,
+)
 from kubernetes.client.exceptions import ApiException
-
-from thrifty_api import optimized_model as models
 
 from . import manifests, names
 from .planning import observed
@@ -254,7 +259,7 @@ def ensure_claim(manifest: dict[str, Any]) -> None:
 
 
 def apply(manifest: dict[str, Any]) -> None:
-    """Server-side apply a Deployment or Service, owning exactly the fields Thrifty sets."""
+    """Server-side apply a Deployment, Service or NetworkPolicy, owning exactly the fields Thrifty sets."""
     client = api_client()
     meta = manifest["metadata"]
     kwargs: dict[str, Any] = {
@@ -268,20 +273,14 @@ def apply(manifest: dict[str, Any]) -> None:
             AppsV1Api(client).patch_namespaced_deployment(meta["name"], meta["namespace"], manifest, **kwargs)
         elif manifest["kind"] == "Service":
             CoreV1Api(client).patch_namespaced_service(meta["name"], meta["namespace"], manifest, **kwargs)
+        elif manifest["kind"] == "NetworkPolicy":
+            NetworkingV1Api(client).patch_namespaced_network_policy(
+                meta["name"], meta["namespace"], manifest, **kwargs
+            )
         else:
             raise ValueError(f"apply does not handle {manifest['kind']}")
     except ApiException as err:
         raise _wrap(err, f"applying {manifest['kind']} {meta['name']}") from err
-
-
-def namespace_annotations(namespace: str) -> dict[str, str]:
-    """Annotations of a Namespace (shared budgets)."""
-    client = api_client()
-    try:
-        ns = _serialize(CoreV1Api(client).read_namespace(namespace, **RAW))
-    except ApiException as err:
-        raise _wrap(err, f"reading Namespace {namespace}") from err
-    return dict(ns["metadata"].get("annotations") or {})
 
 
 def triton_pods(namespace: str, model: str) -> list[dict[str, Any]]:
@@ -295,23 +294,3 @@ def triton_pods(namespace: str, model: str) -> list[dict[str, Any]]:
         raise _wrap(err, f"listing Triton pods of {namespace}/{model}") from err
     items: list[dict[str, Any]] = _serialize(pods)["items"]
     return items
-
-
-def model_rates(namespace: str) -> dict[str, float]:
-    """Current spend rate per OptimizedModel of a namespace (demand, to split a shared namespace budget)."""
-    try:
-        found = _serialize(
-            CustomObjectsApi(api_client()).list_namespaced_custom_object(
-                models.GROUP, models.VERSION, namespace, models.PLURAL, **RAW
-            )
-        )
-    except ApiException as err:
-        raise _wrap(err, f"listing OptimizedModels of {namespace}") from err
-    rates: dict[str, float] = {}
-    for item in found.get("items", []):
-        rate = ((item.get("status") or {}).get("cost") or {}).get("ratePerHour")
-        try:
-            rates[item["metadata"]["name"]] = float(rate) if rate is not None else 0.0
-        except ValueError:
-            rates[item["metadata"]["name"]] = 0.0
-    return rates

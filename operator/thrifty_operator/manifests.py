@@ -49,7 +49,7 @@ APPLIED_HASH_ANNOTATION = f"{models.GROUP}/applied-hash"
 # finding not explained here. A reason must not contain "=".
 _SKIP_JOB_NETWORK_POLICY = (
     "CKV2_K8S_6",
-    "the Job serves nothing; NetworkPolicies of a model namespace are its admin's",
+    "converter.networkPolicy.enabled is false: the cluster's admin isolates conversion pods",
 )
 _SKIP_TRITON_NETWORK_POLICY = (
     "CKV2_K8S_6",
@@ -57,8 +57,8 @@ _SKIP_TRITON_NETWORK_POLICY = (
 )
 _SKIP_JOB_CPU_LIMIT = (
     "CKV_K8S_11",
-    "no CPU limit: CFS throttling stretches conversion bursts and skews profiled latency; the request "
-    "reserves the CPU",
+    "a profiling Job has no CPU limit: CFS throttling would skew the latency it measures; it loads only what "
+    "the conversion wrote, and the request reserves the CPU",
 )
 _SKIP_TRITON_CPU_LIMIT = (
     "CKV_K8S_11",
@@ -198,14 +198,23 @@ def _pod_placement(pool: pools.Pool) -> dict[str, Any]:
     return placement
 
 
-def converter_resources(settings: config.Settings) -> dict[str, Any]:
-    """Requests of conversion and profiling Jobs from the settings; the memory limit is twice the request
-    (exports and quantizers peak above their steady use). No CPU limit: throttling would skew profiles."""
+def converter_resources(settings: config.Settings, *, cpu_limit: bool) -> dict[str, Any]:
+    """Requests and limits of conversion and profiling Jobs from the settings.
+
+    The memory limit is twice the request (exports and quantizers peak above their steady use); scratch space
+    is requested and capped at `converter_ephemeral_storage`. Only the conversion Job, which loads the user's
+    model file, is capped in CPU: a profiling Job loads what the conversion wrote and is not throttled, which
+    would skew its latency.
+    """
     memory = settings.converter_memory_request
     number, unit = memory.rstrip("KMGi"), memory[len(memory.rstrip("KMGi")) :]
+    scratch = settings.converter_ephemeral_storage
+    limits = {"memory": f"{int(number) * 2}{unit}", "ephemeral-storage": scratch}
+    if cpu_limit:
+        limits["cpu"] = settings.converter_cpu_request
     return {
-        "requests": {"cpu": settings.converter_cpu_request, "memory": memory},
-        "limits": {"memory": f"{int(number) * 2}{unit}"},
+        "requests": {"cpu": settings.converter_cpu_request, "memory": memory, "ephemeral-storage": scratch},
+        "limits": limits,
     }
 
 
@@ -226,7 +235,9 @@ def _job(
 ) -> dict[str, Any]:
     labels = names.labels(owner.name, component) | {names.LABEL_POOL: pool.name, names.LABEL_DIGEST: digest}
     command, wrapped_args = _store_command(settings, digest, args)
-    resources = converter_resources(settings)
+    # The conversion loads the user's model file: the one container that runs code it was not built with.
+    untrusted = component == "convert"
+    resources = converter_resources(settings, cpu_limit=untrusted)
     if gpu and pool.accelerator:
         resources["limits"][pool.accelerator.resource] = "1"
     container: dict[str, Any] = {
@@ -234,7 +245,12 @@ def _job(
         "image": image,
         "command": command,
         "args": wrapped_args,
-        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TMPDIR", "value": "/tmp"}],
+        "env": [
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "TMPDIR", "value": "/tmp"},
+            # Every torch.load in the process unpickles tensors only (docs/security.md).
+            {"name": "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "value": "1"},
+        ],
         "resources": resources,
         "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": _RESTRICTED_CONTAINER,
@@ -252,8 +268,14 @@ def _job(
         "securityContext": _RESTRICTED_POD,
         **_pod_placement(pool),
         "containers": [container],
-        "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            *volumes,
+            {"name": "tmp", "emptyDir": {"sizeLimit": settings.converter_ephemeral_storage}},
+        ],
     }
+    skips = [] if settings.converter_network_policy else [_SKIP_JOB_NETWORK_POLICY]
+    if not untrusted:
+        skips.append(_SKIP_JOB_CPU_LIMIT)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -261,7 +283,7 @@ def _job(
             "name": name,
             "namespace": owner.namespace,
             "labels": labels,
-            "annotations": _policy_skips(pod, [_SKIP_JOB_NETWORK_POLICY, _SKIP_JOB_CPU_LIMIT]),
+            "annotations": _policy_skips(pod, skips),
             # Shared by every OptimizedModel with the same digest: none controls it, the last owner's deletion
             # lets the garbage collector remove it.
             "ownerReferences": [owner.reference(controller=False)],
@@ -443,6 +465,8 @@ def triton_deployment(
             f"--http-port={HTTP_PORT}",
             f"--grpc-port={GRPC_PORT}",
             f"--metrics-port={METRICS_PORT}",
+            # Latency quantiles (nv_inference_*_summary_us): the dashboard's p99; counters give only means.
+            "--metrics-config=summary_latencies=true",
             "--exit-on-error=true",
             "--log-verbose=0",
         ],
@@ -546,6 +570,31 @@ def triton_service(*, owner: Owner) -> dict[str, Any]:
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
                 {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
             ],
+        },
+    }
+
+
+def converter_network_policy(*, namespace: str, settings: config.Settings) -> dict[str, Any]:
+    """The NetworkPolicy of a namespace's conversion and profiling pods: nothing in, out only the configured
+    egress (none by default). Not owned, like the artifact claim: it outlives single models and Jobs."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": names.CONVERTER_NETWORK_POLICY,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "thrifty", "app.kubernetes.io/managed-by": names.MANAGED_BY},
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/managed-by": names.MANAGED_BY},
+                "matchExpressions": [
+                    {"key": names.LABEL_COMPONENT, "operator": "In", "values": ["convert", "profile"]}
+                ],
+            },
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": list(settings.converter_egress),
         },
     }
 

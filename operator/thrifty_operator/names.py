@@ -22,6 +22,7 @@ ANNOTATION_DIGEST = f"{models.GROUP}/artifact-digest"
 LABEL_DIGEST = f"{models.GROUP}/artifact-digest"
 ANNOTATION_SUMMARY = f"{models.GROUP}/summary"
 FINALIZER = f"{models.GROUP}/finalizer"
+CONVERTER_NETWORK_POLICY = "thrifty-converters"
 
 
 def artifact_digest(spec: models.OptimizedModelSpec) -> str:

@@ -1,24 +1,29 @@
 """The operator's own Prometheus metrics, served on the `metrics` port (THRIFTY_METRICS_PORT).
 
 Per model they mirror what the reconcile just wrote to status (spend, budget, replicas, the selected
-variant's cost per million inferences, the last scaling decision); per handler, reconcile durations and
-errors. Label values are bounded: a model's namespace and name, the selected variant and pool (one series
-per model: an earlier variant's series are removed when it changes), and fixed reason and period sets.
-docs/metrics.md lists every metric.
+variant's cost per million inferences, the last scaling decision); per namespace with a budget annotation,
+its models' spend summed and the namespace's budget; per handler, reconcile durations and errors. Label
+values are bounded: a model's namespace and name, the selected variant and pool (one series per model: an
+earlier variant's series are removed when it changes), a budgeted namespace, and fixed reason and period
+sets. docs/metrics.md lists every metric.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import prometheus_client as prom
+from prometheus_client.core import GaugeMetricFamily
 
 from thrifty_api import optimized_model as models
+
+from .cost import budgets
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,79 @@ _lock = threading.Lock()
 _series: dict[tuple[str, str], list[tuple[prom.Gauge, tuple[str, ...]]]] = {}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Spend:
+    """One model's money figures as its last reconcile wrote them, for its namespace's sums."""
+
+    currency: str
+    rate_per_hour: float | None
+    month_to_date: float | None
+    projected_month_end: float | None
+
+
+# Model → its spend; namespace → its budget annotations, as the last timer pass of a served model read them.
+_spend: dict[tuple[str, str], _Spend] = {}
+_namespace_budgets: dict[str, budgets.Budget] = {}
+
+
+_NAMESPACE_SUMS = {
+    "thrifty_namespace_spend_rate_per_hour": (
+        "rate_per_hour",
+        "Spend rate of the namespace's models per hour",
+    ),
+    "thrifty_namespace_month_to_date_spend": (
+        "month_to_date",
+        "Spend of the namespace's models this calendar month (UTC)",
+    ),
+    "thrifty_namespace_projected_month_spend": (
+        "projected_month_end",
+        "The namespace's month-to-date spend plus its models' rate to month end",
+    ),
+}
+_NAMESPACE_BUDGET = ("thrifty_namespace_budget", "The namespace's budget annotation per `period`")
+
+
+class _Namespaces:
+    """Per-namespace series, computed at scrape time from `_spend` and `_namespace_budgets`: a sum is never
+    stale, and a namespace that loses its budget or its last model loses its series."""
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The metric names, so that the registry refuses a clash."""
+        return [GaugeMetricFamily(name, text) for name, (_, text) in _NAMESPACE_SUMS.items()] + [
+            GaugeMetricFamily(*_NAMESPACE_BUDGET)
+        ]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """For each budgeted namespace: its models' figures summed (per currency) and its budget."""
+        labels = ["namespace", "currency"]
+        sums = {
+            name: GaugeMetricFamily(name, text, labels=labels) for name, (_, text) in _NAMESPACE_SUMS.items()
+        }
+        budget = GaugeMetricFamily(*_NAMESPACE_BUDGET, labels=[*labels, "period"])
+        with _lock:
+            budgeted = sorted(_namespace_budgets.items())
+            by_namespace: dict[str, list[_Spend]] = {namespace: [] for namespace, _ in budgeted}
+            for (namespace, _), spend in _spend.items():
+                if namespace in by_namespace:
+                    by_namespace[namespace].append(spend)
+        for namespace, cap in budgeted:
+            spent = by_namespace[namespace]
+            # Budgets are in the pool catalogue's currency, which every model's cost is given in.
+            currencies = sorted({spend.currency for spend in spent}) or ["USD"]
+            for currency in currencies:
+                same = [spend for spend in spent if spend.currency == currency]
+                for name, (field, _) in _NAMESPACE_SUMS.items():
+                    total = sum(getattr(spend, field) or 0.0 for spend in same)
+                    sums[name].add_metric([namespace, currency], total)
+            for period, amount in (("hour", cap.per_hour), ("month", cap.per_month)):
+                if amount is not None:
+                    budget.add_metric([namespace, currencies[0], period], amount)
+        return [*sums.values(), budget]
+
+
+prom.REGISTRY.register(_Namespaces())
+
+
 def serve(port: int) -> None:
     """Serve /metrics on every address of the pod (the chart's NetworkPolicy admits only the scraper). A
     taken port costs the metrics, not the operator: reconciling goes on and the log says why."""
@@ -98,13 +176,15 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _budget(text: Any) -> tuple[str, float] | None:
-    """`0.6/h` or `400/month` as status.cost.budget writes it."""
-    amount, _, period = str(text or "").partition("/")
-    value = _number(amount)
-    if value is None or period not in ("h", "month"):
-        return None
-    return ("hour" if period == "h" else "month"), value
+def _budget(text: Any) -> list[tuple[str, float]]:
+    """`0.6/h`, `400/month` or `0.6/h, 400/month` as status.cost.budget writes it: (period, amount) each."""
+    caps = []
+    for part in str(text or "").split(","):
+        amount, _, period = part.strip().partition("/")
+        value = _number(amount)
+        if value is not None and period in ("h", "month"):
+            caps.append(("hour" if period == "h" else "month", value))
+    return caps
 
 
 def _cost_per_million(status: models.OptimizedModelStatus, variant: str, pool: str) -> str | None:
@@ -129,9 +209,8 @@ def record(namespace: str, name: str, status: models.OptimizedModelStatus) -> No
         (REPLICAS, (*model, "desired"), float(replicas.desired) if replicas else None),
         (REPLICAS, (*model, "ready"), float(replicas.ready) if replicas else None),
     ]
-    budget = _budget(cost.budget if cost else None)
-    if budget:
-        values.append((BUDGET, (*model, currency, budget[0]), budget[1]))
+    for period, amount in _budget(cost.budget if cost else None):
+        values.append((BUDGET, (*model, currency, period), amount))
     if status.scaling and status.scaling.reason:
         values.append((DECISION, (*model, status.scaling.reason), 1.0))
     kept = [(gauge, labels) for gauge, labels, value in values if value is not None]
@@ -142,6 +221,23 @@ def record(namespace: str, name: str, status: models.OptimizedModelStatus) -> No
             if value is not None:
                 gauge.labels(*labels).set(value)
         _series[(namespace, name)] = kept
+        _spend[(namespace, name)] = _Spend(
+            currency=currency,
+            rate_per_hour=values[0][2],
+            month_to_date=values[1][2],
+            projected_month_end=values[2][2],
+        )
+
+
+def namespace_budget(namespace: str, annotations: Mapping[str, str]) -> None:
+    """Keep the namespace's budget (its annotations, as the scaler read them) for its series; a namespace
+    without a well-formed budget annotation has none (the scaler reports malformed ones)."""
+    cap, _ = budgets.parse_budget(annotations)
+    with _lock:
+        if cap.unlimited:
+            _namespace_budgets.pop(namespace, None)
+        else:
+            _namespace_budgets[namespace] = cap
 
 
 def job_finished(component: str, outcome: str, seconds: float | None) -> None:
@@ -155,8 +251,16 @@ def forget(namespace: str, name: str) -> None:
     with _lock:
         for gauge, labels in _series.pop((namespace, name), []):
             gauge.remove(*labels)
+        _spend.pop((namespace, name), None)
+        if not any(ns == namespace for ns, _ in _spend):
+            _namespace_budgets.pop(namespace, None)
 
 
 def per_model_gauges() -> tuple[prom.Gauge, ...]:
     """Every per-model gauge (for the metrics documentation's test)."""
     return _PER_MODEL
+
+
+def per_namespace_metrics() -> tuple[str, ...]:
+    """The names of the per-namespace metrics (for the metrics documentation's test)."""
+    return (*_NAMESPACE_SUMS, _NAMESPACE_BUDGET[0])

@@ -116,14 +116,29 @@ def _rss_kib(pid: int, field: str) -> int:
     return 0
 
 
-def _audit_requests(log: pathlib.Path, since: float) -> int:
-    count = 0
+def _audit_events(log: pathlib.Path, since: float, until: float = float("inf")) -> list[dict[str, Any]]:
+    """The operator's completed requests between `since` and `until` (the audit log keeps only
+    ServiceAccounts' traffic)."""
+    events = []
     for line in log.read_text().splitlines():
         event = json.loads(line)
         stamp = datetime.fromisoformat(event["stageTimestamp"].replace("Z", "+00:00")).timestamp()
-        if event.get("stage") == "ResponseComplete" and stamp >= since:
-            count += 1
-    return count
+        if event.get("stage") == "ResponseComplete" and since <= stamp < until:
+            events.append(event)
+    return events
+
+
+def _audit_requests(log: pathlib.Path, since: float) -> int:
+    return len(_audit_events(log, since))
+
+
+def _by_call(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Requests per `verb resource` (watches included), most first."""
+    calls: dict[str, int] = {}
+    for event in events:
+        key = f"{event.get('verb')} {(event.get('objectRef') or {}).get('resource', '?')}"
+        calls[key] = calls.get(key, 0) + 1
+    return dict(sorted(calls.items(), key=lambda kv: -kv[1]))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -131,7 +146,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(count: int, out: pathlib.Path, timeout: float) -> dict[str, Any]:
+def run(
+    count: int, out: pathlib.Path, timeout: float, namespace_budget: str | None = None, steady: float = 0.0
+) -> dict[str, Any]:
     """Run the benchmark on a dedicated cluster; return the figures."""
     out.mkdir(parents=True, exist_ok=True)
     # KWOK nodes only: one machine holds one real node, and the benchmark measures the operator, not pods.
@@ -140,21 +157,53 @@ def run(count: int, out: pathlib.Path, timeout: float) -> dict[str, Any]:
     print("starting a dedicated local cluster ...", flush=True)
     local.start()
     try:
-        return _measure(local, count, out, timeout)
+        return _measure(local, count, out, timeout, namespace_budget, steady)
     finally:
         local.stop()
 
 
-def _measure(local: cluster.LocalCluster, count: int, out: pathlib.Path, timeout: float) -> dict[str, Any]:
+def _measure(
+    local: cluster.LocalCluster,
+    count: int,
+    out: pathlib.Path,
+    timeout: float,
+    namespace_budget: str | None,
+    steady: float,
+) -> dict[str, Any]:
     local.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     local.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.thrifty.dev", "--timeout=60s")
     local.kubectl("create", "namespace", NAMESPACE)
+    if namespace_budget is not None:
+        # One budget shared by every model of the namespace: each model's share follows the demand.
+        annotation = f"thrifty.dev/budget-per-hour={namespace_budget}"
+        local.kubectl("annotate", "namespace", NAMESPACE, annotation)
     _extra_nodes(local, 4)
     kubeconfig = _token_kubeconfig(local, out)
     with operator_process.running(
         kubeconfig, NAMESPACE, out / "operator.log", {"status_interval_seconds": "30"}
     ) as operator:
-        return _drive(local, count, operator, timeout)
+        result = _drive(local, count, operator, timeout)
+        if steady > 0:
+            result |= _steady(local, operator, steady)
+        result["namespace_budget_per_hour"] = namespace_budget
+        return result
+
+
+def _steady(local: cluster.LocalCluster, operator: subprocess.Popen[bytes], seconds: float) -> dict[str, Any]:
+    """Requests per minute once every model is served: the timer passes alone (load, budgets, scaling)."""
+    print(f"measuring {seconds:.0f} s of steady state ...", flush=True)
+    start = time.time()
+    time.sleep(seconds)
+    time.sleep(2)  # the audit log's last entries
+    events = _audit_events(local.audit_log, start, start + seconds)
+    return {
+        "steady_seconds": seconds,
+        "steady_api_requests_per_minute": round(len(events) * 60 / seconds, 1),
+        "steady_requests_by_call_per_minute": {
+            k: round(v * 60 / seconds, 1) for k, v in _by_call(events).items()
+        },
+        "operator_rss_mb_after_steady": round(_rss_kib(operator.pid, "VmRSS") / 1024, 1),
+    }
 
 
 def _drive(
@@ -214,8 +263,17 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / ".bench" / "operator")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--namespace-budget", help="annotate the namespace with this budget per hour, shared by every model"
+    )
+    parser.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=0.0,
+        help="then count the API requests of this long a steady state",
+    )
     args = parser.parse_args()
-    result = run(args.count, args.out, args.timeout)
+    result = run(args.count, args.out, args.timeout, args.namespace_budget, args.steady_seconds)
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     rows = [
         ("OptimizedModels", result["objects"]),
@@ -226,6 +284,12 @@ def main() -> int:
         ("operator peak RSS (MB)", result["operator_peak_rss_mb"]),
         ("API requests per object", result["api_requests_per_object"]),
     ]
+    if "steady_api_requests_per_minute" in result:
+        rows.append(("steady-state API requests per minute", result["steady_api_requests_per_minute"]))
+        rows += [
+            (f"  {call} per minute", rate)
+            for call, rate in result["steady_requests_by_call_per_minute"].items()
+        ]
     print("\n| metric | value |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")

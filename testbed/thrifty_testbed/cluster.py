@@ -242,20 +242,53 @@ class LocalCluster:
         program: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
+        command = [*(program or [str(self.bin_dir / name)]), *args]
+        pids[name] = self._popen(name, command, dict(env or {}))
+        state = self._state() or {}
+        commands = state.get("commands", {}) | {name: {"argv": command, "env": dict(env or {})}}
+        self._state_file.write_text(
+            json.dumps(state | {"ports": dataclasses.asdict(ports), "pids": pids, "commands": commands})
+        )
+
+    def _popen(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> int:
         out = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [*(program or [str(self.bin_dir / name)]), *args],
+            list(command),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._env() | dict(env or {}),
+            env=self._env() | dict(env),
             start_new_session=True,
         )
         out.close()
         # Keep the handle: a dropped Popen of a running child warns (ResourceWarning) when collected.
         self._children.append(proc)
-        pids[name] = proc.pid
-        self._state_file.write_text(json.dumps({"ports": dataclasses.asdict(ports), "pids": pids}))
+        return proc.pid
+
+    def restart(self, name: str, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop one component (SIGTERM, then SIGKILL), keep it down `down_seconds`, start it again with the
+        same command and data, and wait until the API server answers: a control-plane fault on purpose."""
+        state = self._state()
+        if not state or name not in state.get("commands", {}):
+            raise ClusterError(f"{name} is not a component of this running cluster")
+        pid = state["pids"][name]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        end = time.monotonic() + 15
+        while _pid_alive(pid) and time.monotonic() < end:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        time.sleep(down_seconds)
+        command = state["commands"][name]
+        state["pids"][name] = self._popen(name, command["argv"], command["env"])
+        self._state_file.write_text(json.dumps(state))
+        self._wait(
+            f"{name} back",
+            lambda: self.kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok",
+            time.monotonic() + timeout,
+        )
 
     def _wait(self, what: str, check: Any, deadline: float) -> None:
         while time.monotonic() < deadline:

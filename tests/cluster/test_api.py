@@ -125,6 +125,18 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("spec.serving.resources.requests.cpu", "two cores"),
         "spec.serving.resources.requests.cpu",
     ),
+    "zero-cpu": (
+        _set("spec.serving.resources.requests.cpu", "0"),
+        "`cpu` must be at least 1m (one millicore)",
+    ),
+    "sub-millicore-cpu": (
+        _set("spec.serving.resources.requests.cpu", "250u"),
+        "`cpu` must be at least 1m (one millicore)",
+    ),
+    "zero-memory-limit": (
+        _set("spec.serving.resources.limits", {"memory": "0Gi"}),
+        "`memory` must be more than 0",
+    ),
     "name-too-long": (_set("metadata.name", "m" * 41), "`metadata.name` must be at most 40 characters"),
     "too-many-variants": (
         _set("spec.optimization.variants", ["onnx-fp32"] * 9),

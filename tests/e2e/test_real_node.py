@@ -129,6 +129,15 @@ def _pods(cluster: LocalCluster, namespace: str, selector: str) -> list[dict[str
     return list((get_json(cluster, "pods", "-n", namespace, "-l", selector) or {}).get("items", []))
 
 
+def _selector(selector: dict[str, Any]) -> str:
+    """A LabelSelector as kubectl's `-l` string (matchLabels and In expressions)."""
+    terms = [f"{k}={v}" for k, v in selector.get("matchLabels", {}).items()]
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        terms.append(f"{expr['key']} in ({','.join(expr['values'])})")
+    return ",".join(terms)
+
+
 def _restarts(pods: list[dict[str, Any]]) -> int:
     return sum(s.get("restartCount", 0) for p in pods for s in p["status"].get("containerStatuses", []))
 
@@ -195,8 +204,17 @@ def test_model_converts_in_containers_survives_operator_pod_deletion_and_serves(
         pods = _pods(local_cluster, NAMESPACE, component)
         return pods if any(p["status"].get("phase") == "Running" for p in pods) else None
 
-    wait_for("the conversion pod running", converting, timeout=120)
+    (running,) = wait_for("the conversion pod running", converting, timeout=120)
     (job,) = get_json(local_cluster, "jobs", "-n", NAMESPACE, "-l", component)["items"]
+    # The pod that loads the user's file holds no API credentials, and the operator isolated it first
+    # (docs/security.md): the namespace's policy predates the Job and selects the pod.
+    mounts = [m["mountPath"] for c in running["spec"]["containers"] for m in c.get("volumeMounts", [])]
+    assert not [m for m in mounts if m.startswith("/var/run/secrets")], mounts
+    policy = get_json(local_cluster, "networkpolicy", names.CONVERTER_NETWORK_POLICY, "-n", NAMESPACE)
+    assert policy["metadata"]["creationTimestamp"] <= job["metadata"]["creationTimestamp"]
+    assert (policy["spec"]["policyTypes"], policy["spec"].get("egress", [])) == (["Ingress", "Egress"], [])
+    selected = _pods(local_cluster, NAMESPACE, _selector(policy["spec"]["podSelector"]))
+    assert running["metadata"]["name"] in [p["metadata"]["name"] for p in selected]
     # The operator pod goes away in the middle of the conversion; the Deployment starts another.
     local_cluster.kubectl("delete", "pod", operator_pod, "-n", RELEASE_NAMESPACE, "--wait=false")
     wait_for(
@@ -318,6 +336,79 @@ def test_corrupt_model_fails_its_job_once_with_the_converters_message(
         f"{names.LABEL_COMPONENT}=profile,{names.LABEL_DIGEST}={digest}",
     )["items"]
     assert _restarts(_pods(local_cluster, RELEASE_NAMESPACE, OPERATOR)) == 0, _operator_log(local_cluster)
+
+
+def test_control_plane_restarts_during_conversion_and_scaling_lose_nothing(
+    local_cluster: LocalCluster,
+    operator_pod: str,
+    models_folder: Any,
+    model_name: str,
+    tmp_path: Any,
+) -> None:
+    """kube-apiserver and etcd go down mid-conversion, the API server again mid-rollout: the operator in
+    its pod rides through (no restart), one conversion Job, one Deployment, the status valid, Ready."""
+    # A source of its own: a fresh digest, so this conversion is not one an earlier test left behind.
+    deploy.upload(_save_torchscript(_mlp(), tmp_path / "mlp.pt"), models_folder, "faults/model.pt")
+    _apply(local_cluster, _manifest(model_name, "faults"))
+
+    def converting() -> Any:
+        digest = (_om(local_cluster, model_name).get("status") or {}).get("artifacts", {}).get("sourceDigest")
+        if not digest:
+            return None
+        selector = f"{names.LABEL_COMPONENT}=convert,{names.LABEL_DIGEST}={digest}"
+        jobs = get_json(local_cluster, "jobs", "-n", NAMESPACE, "-l", selector)["items"]
+        return jobs if jobs and not jobs[0]["status"].get("succeeded") else None
+
+    (job,) = wait_for("the conversion Job", converting, timeout=120)
+    restarts = _restarts(_pods(local_cluster, RELEASE_NAMESPACE, OPERATOR))
+    local_cluster.restart("kube-apiserver", down_seconds=5)
+    local_cluster.restart("etcd", down_seconds=5)
+    om = wait_for(f"{model_name} Ready", lambda: _ready(local_cluster, model_name), timeout=600)
+    digest = om["status"]["artifacts"]["sourceDigest"]
+    jobs = get_json(local_cluster, "jobs", "-n", NAMESPACE, "-l", f"{names.LABEL_DIGEST}={digest}")["items"]
+    convert = [j for j in jobs if j["metadata"]["labels"][names.LABEL_COMPONENT] == "convert"]
+    assert [j["metadata"]["uid"] for j in convert] == [job["metadata"]["uid"]], "no second conversion Job"
+    models.OptimizedModel.model_validate(om)
+
+    # Scaling: two replicas asked for, and the API server restarts while the operator rolls them out.
+    (deployment,) = get_json(
+        local_cluster, "deployments", "-n", NAMESPACE, "-l", f"{names.LABEL_MODEL}={model_name}"
+    )["items"]
+    local_cluster.kubectl(
+        "patch",
+        "om",
+        model_name,
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serving": {"minReplicas": 2, "maxReplicas": 2}}}),
+    )
+    local_cluster.restart("kube-apiserver", down_seconds=5)
+
+    def two_ready() -> Any:
+        om = _ready(local_cluster, model_name)
+        if not om or om["status"]["observedGeneration"] != om["metadata"]["generation"]:
+            return None
+        return om if om["status"].get("replicas", {}).get("ready") == 2 else None
+
+    om = wait_for(f"{model_name} Ready with 2 replicas", two_ready, timeout=300)
+    models.OptimizedModel.model_validate(om)
+    after = get_json(
+        local_cluster, "deployments", "-n", NAMESPACE, "-l", f"{names.LABEL_MODEL}={model_name}"
+    )["items"]
+    assert [d["metadata"]["uid"] for d in after] == [deployment["metadata"]["uid"]], "one Deployment, kept"
+    assert (
+        len(
+            _pods(
+                local_cluster, NAMESPACE, f"{names.LABEL_COMPONENT}=triton,{names.LABEL_MODEL}={model_name}"
+            )
+        )
+        == 2
+    )
+    assert _restarts(_pods(local_cluster, RELEASE_NAMESPACE, OPERATOR)) == restarts, _operator_log(
+        local_cluster
+    )
 
 
 @pytest.mark.parametrize("target", ["converter", "triton-cpu"])

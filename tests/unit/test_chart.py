@@ -34,6 +34,7 @@ EXPECTED_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create"},
+    ("networking.k8s.io", "networkpolicies"): {"create", "patch"},
 }
 
 
@@ -141,7 +142,8 @@ def test_chart_metrics_service_reaches_the_metrics_port_and_can_be_turned_off() 
     assert _env(manifests)["THRIFTY_METRICS_PORT"] == "8081"
     assert not chart.select(manifests, "ServiceMonitor")
     (monitor,) = chart.select(_render(**{"metrics.serviceMonitor.enabled": "true"}), "ServiceMonitor")
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "30s"}]
+    # honorLabels: each model's series keep its own `namespace` label (docs/metrics.md).
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "30s", "honorLabels": True}]
     off = _render(**{"metrics.enabled": "false"})
     assert _env(off)["THRIFTY_METRICS_PORT"] == "0"
     assert [p["name"] for p in _container(off)["ports"]] == ["healthz"]

@@ -67,6 +67,8 @@ def _children(
         ),
         manifests.triton_service(owner=owner),
     ]
+    if settings.converter_network_policy:
+        children.append(manifests.converter_network_policy(namespace=owner.namespace, settings=settings))
     for pool in pools:
         children.append(
             manifests.profile_job(

@@ -1,4 +1,5 @@
-"""Status writes of an idle model: at most 6 an hour (issue 17: 17 versions in 10 minutes before).
+"""Status writes of an idle model: at most 6 an hour (issue 17: 17 versions in 10 minutes before); and a
+metrics outage: the fleet holds, one condition says so, and the status stays as quiet.
 
 The planner and the handler's write rule (`status_io.changes`) run every 30 s of simulated time over two
 hours, with the status stored and read back as on the cluster and the policy's memory carried between passes
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -17,7 +19,7 @@ import yaml
 from thrifty_api import optimized_model as models
 from thrifty_api import pools
 from thrifty_operator import conditions, config, manifests, names, pool_pricing, status_io
-from thrifty_operator.cost import metrics
+from thrifty_operator.cost import budgets, metrics, policy
 from thrifty_operator.planning import observed, scale
 from thrifty_operator.planning import plan as planner
 
@@ -45,23 +47,30 @@ def _jobs(spec: models.OptimizedModelSpec) -> dict[str, observed.JobState]:
     }
 
 
-def _writes(annotations: dict[str, str], rates: list[float]) -> list[list[str]]:
-    """The status keys written per pass of the second hour, for request rates repeated pass by pass."""
+Sample = tuple[metrics.LoadSample | None, str | None]
+
+
+def _passes(
+    annotations: dict[str, str], sample_at: Callable[[int], Sample], hours: int = 2
+) -> list[tuple[planner.Plan, dict[str, object]]]:
+    """Every timer pass: the plan and the status keys written, for Triton's load (and why it is missing)
+    pass by pass."""
     spec, stored = _spec(), dict[str, object]()
     jobs = _jobs(spec)
     memory: models.ScalingStatus | None = None
     deployment: observed.DeploymentState | None = None
     applied: dict[str, str] = {}
-    written: list[list[str]] = []
-    passes = 2 * 3600 // PASS_SECONDS
-    for i in range(passes):
+    out: list[tuple[planner.Plan, dict[str, object]]] = []
+    for i in range(hours * 3600 // PASS_SECONDS):
         now = T0 + datetime.timedelta(seconds=PASS_SECONDS * i)
+        sample, error = sample_at(i)
         load = observed.Load(
             now=now,
             annotations=annotations,
             namespace_annotations={},
             namespace_demand={},
-            sample=metrics.LoadSample(request_rate=rates[i % len(rates)]),
+            sample=sample,
+            load_error=error,
             ready_replicas=deployment.ready_replicas if deployment else 0,
             remembered=memory,
         )
@@ -92,9 +101,14 @@ def _writes(annotations: dict[str, str], rates: list[float]) -> list[list[str]]:
         new = status_io.dump(result.status)
         changes = status_io.changes(stored, new, now, SETTINGS.cost_update_interval_seconds)
         stored = {**stored, **changes}
-        if i >= passes // 2:
-            written.append(sorted(changes))
-    return written
+        out.append((result, changes))
+    return out
+
+
+def _writes(annotations: dict[str, str], rates: list[float]) -> list[list[str]]:
+    """The status keys written per pass of the second hour, for request rates repeated pass by pass."""
+    passes = _passes(annotations, lambda i: (metrics.LoadSample(request_rate=rates[i % len(rates)]), None))
+    return [sorted(changes) for _, changes in passes[len(passes) // 2 :]]
 
 
 def test_an_idle_model_without_budget_writes_its_status_at_most_6_times_an_hour() -> None:
@@ -135,3 +149,84 @@ def test_budget_limited_stays_true_until_the_budget_has_not_bound_for_the_hold_t
     held = scale._steady(free, previous, bound_at, soon)
     assert (held.status, held.reason, held.message) == ("True", "FewerReplicas", previous.message)
     assert scale._steady(free, previous, bound_at, later).status == "False"
+
+
+def _replicas(plan: planner.Plan) -> int:
+    assert plan.status.replicas is not None
+    return plan.status.replicas.desired
+
+
+def _active(plan: planner.Plan) -> tuple[str, str] | None:
+    found = conditions.find(plan.status.conditions, "ScalingActive")
+    return (found.status, found.reason) if found else None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "Prometheus at http://prometheus.monitoring:9090: connection refused",
+        "Triton's metrics port 8002 unreachable on every ready pod (triton-0: timed out)",
+    ],
+    ids=["prometheus-down", "triton-metrics-missing"],
+)
+def test_a_metrics_outage_holds_the_fleet_says_so_once_and_recovers(error: str) -> None:
+    # 100 req/s for the first half hour (3 replicas of 40/s), then 30 minutes without metrics, then load.
+    outage = range(60, 120)
+
+    def sample_at(i: int) -> Sample:
+        if i in outage:
+            return None, error
+        return metrics.LoadSample(request_rate=100.0 if i < 60 else 10.0), None
+
+    passes = _passes({}, sample_at)
+    before = _replicas(passes[59][0])
+    assert before >= 3
+    assert _active(passes[59][0]) == ("True", "LoadObserved")
+    during = passes[60:120]
+    # The scaler never scales down blindly: the demand it last saw holds the fleet.
+    assert {_replicas(p) for p, _ in during} == {before}
+    grace = int(scale.METRICS_GRACE_S // PASS_SECONDS)
+    assert [_active(p) for p, _ in during[:grace]] == [("True", "LoadObserved")] * grace
+    assert {_active(p) for p, _ in during[grace:]} == {("False", "MetricsUnavailable")}
+    down = conditions.find(during[-1][0].status.conditions, "ScalingActive")
+    assert down is not None and error in down.message and f"holding {before} replicas" in down.message
+    warnings = [e for p, _ in during for e in p.events if e.reason == "MetricsUnavailable"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    # One write for the transition; the message does not move while the outage lasts.
+    condition_writes = [c for _, c in during if "conditions" in c]
+    assert len(condition_writes) == 1
+    after = passes[120:]
+    assert _active(after[0][0]) == ("True", "LoadObserved")
+    assert [e.reason for e in after[0][0].events if e.reason == "MetricsRestored"] == ["MetricsRestored"]
+    # With the low load back, the fleet shrinks only through the usual stabilization.
+    assert _replicas(after[-1][0]) < before
+
+
+def test_a_first_scrape_without_a_rate_changes_no_condition() -> None:
+    def sample_at(i: int) -> Sample:
+        return (None, None) if i % 2 else (metrics.LoadSample(request_rate=20.0), None)
+
+    passes = _passes({}, sample_at, hours=1)
+    assert {_active(p) for p, _ in passes[1:]} == {("True", "LoadObserved")}
+
+
+def test_without_metrics_and_without_memory_the_scaler_keeps_what_runs() -> None:
+    """An operator restart that lost its memory while Prometheus is down: no demand seen, none measured."""
+    cpu = CATALOGUE.get("cpu-c7i")
+    assert cpu is not None
+    state = policy.PolicyState(variant="onnx-int8-dynamic@cpu-c7i", replicas=3)
+    variants = [
+        policy.Variant(
+            name="onnx-int8-dynamic@cpu-c7i",
+            pool="cpu-c7i",
+            request=pool_pricing.replica_request(cpu, "2", "2Gi"),
+            throughput_per_s=40.0,
+            latency_p50_ms=8.0,
+            latency_p99_ms=20.0,
+        )
+    ]
+    config_ = policy.PolicyConfig(slo_p99_ms=50.0, min_replicas=1, max_replicas=4)
+    prices = {p.name: pool_pricing.pool_price(p) for p in CATALOGUE.pools}
+    obs = policy.Observation(now=T0.timestamp(), load=None, ready_replicas=3)
+    decision = policy.decide(config_, variants, prices, budgets.Budget(), state, obs)
+    assert decision.replicas == 3

@@ -73,6 +73,7 @@ def run(
             problems.append(f"{exporter}: {e}")
             continue
         except Exception as e:  # exporters raise many types; the message is what matters
+            errors.raise_if_storage(e)
             problems.append(f"{exporter}: {base.one_line(str(e)) or type(e).__name__}")
             continue
         opset = OPSET if exporter == "dynamo" else LEGACY_OPSET

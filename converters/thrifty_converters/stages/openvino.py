@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import errors
 from ..examples import Samples
 from . import base
 
@@ -36,6 +37,7 @@ def fp32(src: Path, out: Path) -> base.StageResult:
         model = ov.convert_model(str(src))
         ov.save_model(model, str(out), compress_to_fp16=False)
     except Exception as e:  # OpenVINO raises RuntimeError/OpConversionFailure
+        errors.raise_if_storage(e)
         return base.failed(FP32, f"{type(e).__name__}: {e}", time.monotonic() - started)
     return base.ok(FP32, out, time.monotonic() - started)
 
@@ -80,5 +82,6 @@ def int8(fp32_xml: Path, out: Path, calibration: Samples | None, transformer: bo
             )
         ov.save_model(quantized, str(out), compress_to_fp16=False)
     except Exception as e:  # NNCF raises many types
+        errors.raise_if_storage(e)
         return base.failed(INT8, f"{type(e).__name__}: {e}", time.monotonic() - started)
     return base.ok(INT8, out, time.monotonic() - started, calibration_samples=str(calibration.count))

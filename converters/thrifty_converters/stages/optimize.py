@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import runtimes
+from .. import errors, runtimes
 from . import base
 
 NAME = "onnx-fp32"
@@ -36,6 +36,7 @@ def run(src: Path, out: Path) -> base.StageResult:
         _basic(src, out)
         return base.ok(NAME, out, time.monotonic() - started, optimizer="ort-basic")
     except Exception as e:  # ORT's optimizer raises bare Exceptions and ORT errors
+        errors.raise_if_storage(e)
         out.unlink(missing_ok=True)
         return base.failed(NAME, f"{type(e).__name__}: {e}", time.monotonic() - started)
 

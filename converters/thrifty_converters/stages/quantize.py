@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import cpu, parity
+from .. import cpu, errors, parity
 from ..examples import Array, Samples
 from . import base
 
@@ -50,6 +50,7 @@ def dynamic(src: Path, out: Path) -> base.StageResult:
                 extra_options={"MatMulConstBOnly": True},
             )
     except Exception as e:  # ORT quantization raises plain Exceptions
+        errors.raise_if_storage(e)
         out.unlink(missing_ok=True)
         return base.failed(DYNAMIC, f"{type(e).__name__}: {e}", time.monotonic() - started)
     return base.ok(DYNAMIC, out, time.monotonic() - started, reduce_range=str(not cpu.has_vnni()))
@@ -104,6 +105,7 @@ def static(src: Path, work: Path, out: Path, calibration: Samples | None) -> bas
         if not check.passed:
             details |= _exclude_sensitive(pre, out, work, calibration, names, check)
     except Exception as e:  # ORT quantization raises plain Exceptions
+        errors.raise_if_storage(e)
         out.unlink(missing_ok=True)
         return base.failed(STATIC, f"{type(e).__name__}: {e}", time.monotonic() - started)
     return base.ok(STATIC, out, time.monotonic() - started, **details)

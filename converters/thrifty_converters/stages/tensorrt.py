@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cpu
+from .. import cpu, errors
 from . import base
 
 FP16 = "onnx-fp16"
@@ -37,6 +37,7 @@ def onnx_fp16(src: Path, out: Path, target: str) -> base.StageResult:
         model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
         onnx.save(model, str(out))
     except Exception as e:  # converter raises many types
+        errors.raise_if_storage(e)
         return base.failed(FP16, f"{type(e).__name__}: {e}", time.monotonic() - started)
     return base.ok(FP16, out, time.monotonic() - started)
 
@@ -63,6 +64,7 @@ def tensorrt_fp16(
     try:
         plan = _build(fp16_onnx, shapes)
     except Exception as e:  # TensorRT raises RuntimeError/TypeError; the parser reports errors itself
+        errors.raise_if_storage(e)
         return base.failed(TRT_FP16, f"{type(e).__name__}: {e}", time.monotonic() - started)
     out.write_bytes(plan)
     return base.ok(TRT_FP16, out, time.monotonic() - started)

@@ -619,6 +619,10 @@ def decide(
     current_rate = _fleet_rate(pools, current, state.replicas) if current is not None else 0.0
     choice = _choose_variant(config, state, obs, current, cheapest, up, hold, current_rate, planned_allowed)
     replicas = _stabilized_replicas(config, state, current, choice, up, hold)
+    if obs.load is None and not state.demand_history and choice is current:
+        # No metrics and no demand seen yet (a restart without memory, Prometheus down): hold what runs
+        # rather than shrink to the minimum blindly; the budget below still binds.
+        replicas = max(replicas, state.replicas)
     meets = up[choice.name].meets and replicas >= up[choice.name].replicas
     rate = _fleet_rate(pools, choice, replicas)
     given_up: tuple[GivenUp, ...] = ()

@@ -67,6 +67,9 @@ class Load:
     """Hourly rate per model of the namespace (this one included), to split a shared namespace budget."""
     sample: metrics.LoadSample | None
     """Triton's load; None when unknown (the policy then holds the fleet)."""
+    load_error: str | None = None
+    """Why `sample` is None when that is a failure (Prometheus down, metrics port unreachable), not a first
+    scrape; it becomes the ScalingActive condition once it lasts."""
     ready_replicas: int | None
     remembered: models.ScalingStatus | None = None
     """The scaler's last decision kept in the operator's memory, newer than the one written to status."""

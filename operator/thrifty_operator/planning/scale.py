@@ -28,6 +28,10 @@ _QUEUE_TIME = "QueueTime"
 # BudgetLimited turns False only after the budget has not bound for this long.
 BUDGET_LIMITED_HOLD_S = 900.0
 _LIMITED_AT = "budgetLimitedAt"
+# ScalingActive turns False once Triton's load has been missing through a failure for this long: a new pod's
+# first scrape, or Prometheus' first rate window, is not a failure.
+METRICS_GRACE_S = 120.0
+_LOAD_MISSING_SINCE = "loadMissingSince"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -133,10 +137,53 @@ def _steady(
     return computed
 
 
-def _memory(decision: policy.Decision | None, limited_at: float | None) -> dict[str, Any]:
-    """The policy's memory between decisions, and when the budget last bound (for `_steady`)."""
+def _memory(
+    decision: policy.Decision | None, limited_at: float | None, missing_since: float | None
+) -> dict[str, Any]:
+    """The policy's memory between decisions, when the budget last bound (for `_steady`) and since when the
+    load has been missing (for `_scaling_active`)."""
     state = compact(decision.state.to_status()) if decision else {}
-    return state | {_LIMITED_AT: round(limited_at, 3)} if limited_at is not None else state
+    if limited_at is not None:
+        state[_LIMITED_AT] = round(limited_at, 3)
+    if missing_since is not None:
+        state[_LOAD_MISSING_SINCE] = round(missing_since, 3)
+    return state
+
+
+def _scaling_active(
+    load: Load, previous: models.Condition | None, missing_since: float | None, replicas: int
+) -> tuple[conditions.Condition | None, float | None]:
+    """ScalingActive (as HPA names it): whether the scaler sees Triton's load, and since when it has not.
+
+    None keeps the stored condition: a missing sample without a failure (a first scrape), or a failure
+    younger than `METRICS_GRACE_S`, changes nothing yet. Without load the policy holds the fleet.
+    """
+    now = load.now.timestamp()
+    if load.sample is not None:
+        active = conditions.Condition(
+            type="ScalingActive",
+            status="True",
+            reason="LoadObserved",
+            message="the scaler reads Triton's load",
+        )
+        return active, None
+    if load.load_error is None:
+        return None, missing_since
+    since = now if missing_since is None else float(missing_since)
+    if now - since < METRICS_GRACE_S:
+        return None, since
+    if previous is not None and (previous.status, previous.reason) == ("False", "MetricsUnavailable"):
+        return conditions.Condition(
+            type="ScalingActive", status="False", reason="MetricsUnavailable", message=previous.message
+        ), since
+    started = datetime.datetime.fromtimestamp(since, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    message = (
+        f"no load since {started} UTC: {load.load_error}; holding {replicas} replicas (the scaler does not "
+        "scale down without metrics; the budget still binds)"
+    )
+    return conditions.Condition(
+        type="ScalingActive", status="False", reason="MetricsUnavailable", message=message
+    ), since
 
 
 def effective_budget(model: str, load: Load) -> tuple[budgets.Budget, list[budgets.BudgetError]]:
@@ -249,6 +296,21 @@ def _choice(
     if previous and (previous.status, previous.reason) == (budget_limited.status, budget_limited.reason):
         # Budget Events mark transitions; a budget that keeps binding is in the condition, not an Event storm.
         events = []
+    last_missing = (remembered.state or {}).get(_LOAD_MISSING_SINCE) if remembered else None
+    stored_active = conditions.find(stored.conditions, "ScalingActive")
+    active, missing_since = _scaling_active(
+        load,
+        stored_active,
+        float(last_missing) if isinstance(last_missing, int | float) else None,
+        replicas,
+    )
+    was_active = stored_active is None or stored_active.status != "False"
+    if active is not None and active.status == "False" and was_active:
+        events.append(Event(type="Warning", reason=active.reason, message=active.message))
+    elif active is not None and active.status == "True" and not was_active:
+        events.append(
+            Event(type="Normal", reason="MetricsRestored", message="the scaler reads Triton's load again")
+        )
     if decision and decision.reason in ("ScaledUp", "ScaledDown", "VariantSwitched"):
         events.append(Event(type="Normal", reason=decision.reason, message=decision.message))
     allowed = decision.allowed_rate_per_hour if decision else math.inf
@@ -258,7 +320,7 @@ def _choice(
         replicas=replicas,
         reason=decision.reason if decision else "NoFeasibleVariant",
         message=(decision.message if decision else "no feasible variant to scale")[:1024],
-        state=_memory(decision, limited_at),
+        state=_memory(decision, limited_at, missing_since),
     )
     return ScaleChoice(
         variant=chosen.result.name,
@@ -266,6 +328,6 @@ def _choice(
         replicas=replicas,
         cost=_cost(catalogue.currency, spend, load.now, rate, effective, allowed),
         scaling=scaling,
-        conditions=[budget_limited],
+        conditions=[budget_limited] if active is None else [budget_limited, active],
         events=events,
     )
