@@ -1,4 +1,4 @@
-"""Controllers compared in the benchmark: Thrifty's policy and the baselines of cost.md §5.3.
+"""Baselines compared with Thrifty in the benchmark (cost.md §5.3); Thrifty itself runs in `scaler`.
 
 Baselines run the converter's selected variant (what a user would deploy) with Kubernetes' and KEDA's
 documented defaults; a budget can only become a static `maxReplicas` for them (cost.md §1.1), which
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Mapping, Sequence
 
-from thrifty_operator.cost import budgets, metrics, policy, pricing
+from thrifty_operator.cost import budgets, policy, pricing
 
 from .simulate import SimConfig, Target, View
 
@@ -154,68 +153,3 @@ class KedaLike:
         ratio = self._metric / (current * threshold)
         n = self._hpa.apply(view.now, ratio, math.ceil(self._metric / threshold))
         return Target(variant=self._v.name, replicas=n)
-
-
-class Thrifty:
-    """Thrifty's policy: `cost.policy.decide`, exactly as the operator calls it."""
-
-    def __init__(
-        self,
-        variants: Sequence[policy.Variant],
-        pools: Mapping[str, pricing.PoolPrice],
-        cfg: SimConfig,
-        initial_rate: float = 0.0,
-        config: policy.PolicyConfig | None = None,
-        period_h: float = 720.0,
-    ) -> None:
-        """Build the controller; its first decision sizes the fleet for `initial_rate` req/s.
-
-        `period_h` is the length of the budget period (the simulated load), for the first decision.
-        """
-        self._initial_rate = initial_rate
-        self._period_h = period_h
-        self.name = "thrifty"
-        self._variants = tuple(variants)
-        self._pools = pools
-        self._budget = cfg.budget
-        self._config = config or policy.PolicyConfig(
-            slo_p99_ms=cfg.slo_ms, min_replicas=cfg.min_replicas, max_replicas=cfg.max_replicas
-        )
-        self._state = policy.PolicyState()
-        self.last_limited = False
-        self.decisions: list[policy.Decision] = []
-
-    def initial(self) -> Target:
-        """The fleet the policy would run at the trace's starting load."""
-        d = policy.decide(
-            self._config,
-            self._variants,
-            self._pools,
-            self._budget,
-            self._state,
-            policy.Observation(
-                now=0.0, load=metrics.LoadSample(request_rate=self._initial_rate), hours_left=self._period_h
-            ),
-        )
-        self._state = d.state
-        return Target(variant=d.variant, replicas=d.replicas)
-
-    def step(self, view: View) -> Target:
-        """One decision."""
-        d = policy.decide(
-            self._config,
-            self._variants,
-            self._pools,
-            self._budget,
-            self._state,
-            policy.Observation(
-                now=view.now,
-                load=view.load,
-                month_to_date=view.spent,
-                hours_left=view.hours_left,
-                ready_replicas=view.ready,
-            ),
-        )
-        self._state = d.state
-        self.last_limited = d.budget_limited
-        return Target(variant=d.variant, replicas=d.replicas, keep_previous=d.keep_previous_until_ready)

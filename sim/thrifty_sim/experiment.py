@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from thrifty_operator.cost import budgets, policy, pricing
 
-from . import baselines, oracle, simulate
+from . import baselines, oracle, scaler, simulate
 from .catalog import CapacityModel
 
 POLICIES = ("thrifty", "static-peak", "hpa", "keda", "oracle")
@@ -79,7 +79,14 @@ def run_all(
     for name in policies:
         controller: simulate.Controller
         if name == "thrifty":
-            controller = baselines.Thrifty(variants, pools, cfg, initial_rate=initial_rate, period_h=period_h)
+            controller = scaler.Thrifty(
+                variants,
+                pools,
+                cfg,
+                initial_rate=initial_rate,
+                period_h=period_h,
+                burn_in_s=0.0 if burn_in is None else float(len(burn_in)),
+            )
         elif name == "static-peak":
             # Cheapest variant for the peak window's need, capped by the budget.
             best: tuple[float, str, int] | None = None

@@ -65,7 +65,8 @@ class SimConfig:
 class Target:
     """What a controller wants: `replicas` of `variant`.
 
-    `keep_previous`: keep other variants serving until this one has `replicas` ready.
+    `keep_previous`: keep other variants serving until this one has `replicas` ready; a later target without
+    it ends the drain at once.
     """
 
     variant: str
@@ -378,7 +379,9 @@ def run(
                 if (new.variant, new.replicas) != (target.variant, target.replicas):
                     actions += 1
             fleet.scale(new.variant, new.replicas, now)
-            if new.variant != target.variant:
+            # A switch starts a drain when the controller keeps the old fleet; any later step ends it once the
+            # controller stops keeping it (what the policy accounts), or the new fleet is ready (below).
+            if new.variant != target.variant or draining:
                 draining = new.keep_previous
             target = new
             if not draining:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import baselines, catalog, experiment, generator, oracle, simulate
+from . import catalog, experiment, generator, oracle, scaler, simulate
 from .bench import say
 
 SLO_MS = 50.0
@@ -67,12 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             o2 = oracle.best_within_budget(counts, capacity.variants, pools, SLO_MS, budget)
             cells = []
             for kind, burn_in in (("burn-in", day_before), ("cold", None)):
-                controller = baselines.Thrifty(
+                controller = scaler.Thrifty(
                     capacity.variants,
                     pools,
                     cfg,
                     initial_rate=experiment.start_rate(counts, burn_in),
                     period_h=len(counts) / 3600,
+                    burn_in_s=0.0 if burn_in is None else float(len(burn_in)),
                 )
                 r = simulate.run(controller, counts, capacity.variants, pools, cfg, burn_in=burn_in)
                 overruns += r.budget_overrun > 0

@@ -196,7 +196,13 @@ def _steady(local: cluster.LocalCluster, operator: subprocess.Popen[bytes], seco
     time.sleep(seconds)
     time.sleep(2)  # the audit log's last entries
     events = _audit_events(local.audit_log, start, start + seconds)
+    posted: dict[str, int] = {}
+    for event in _kubectl_json(local, "events", "-n", NAMESPACE)["items"]:
+        stamp = event.get("lastTimestamp") or event.get("eventTime") or event["metadata"]["creationTimestamp"]
+        if datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() >= start:
+            posted[event["reason"]] = posted.get(event["reason"], 0) + int(event.get("count") or 1)
     return {
+        "steady_events_by_reason": dict(sorted(posted.items(), key=lambda kv: -kv[1])),
         "steady_seconds": seconds,
         "steady_api_requests_per_minute": round(len(events) * 60 / seconds, 1),
         "steady_requests_by_call_per_minute": {

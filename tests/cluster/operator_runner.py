@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,3 +132,38 @@ def ready_model(cluster: LocalCluster, namespace: str, name: str = "minilm") -> 
     om = get_json(cluster, "om", name, "-n", namespace)
     cond = condition(om, "Ready")
     return om if cond and cond["status"] == "True" else None
+
+
+class TritonLoad:
+    """Bounded HTTP load, about `rate` requests/s of one `features`-wide float32 row, on one Triton endpoint
+    from a background thread; it stops on exit or after `seconds`, whichever comes first."""
+
+    def __init__(self, url: str, model: str, rate: float, features: int, seconds: float = 300.0) -> None:
+        import numpy as np
+        import tritonclient.http as http
+
+        self._client = http.InferenceServerClient(url=url, concurrency=4)
+        x = np.ones((1, features), dtype=np.float32)
+        self._input = http.InferInput("x", list(x.shape), "FP32")
+        self._input.set_data_from_numpy(x)
+        self._model, self._period, self._seconds = model, 1.0 / rate, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._seconds  # never outlives the test by much
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            self._client.infer(self._model, [self._input])
+            self.sent += 1
+            self._stop.wait(max(0.0, self._period - (time.monotonic() - start)))
+
+    def __enter__(self) -> TritonLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._client.close()

@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
-from operator_runner import condition, get_json, model_manifest, running_operator, wait_for
+from operator_runner import TritonLoad, condition, get_json, model_manifest, running_operator, wait_for
 
 from thrifty_api import optimized_model as models
 from thrifty_converters.triton import repository
@@ -107,38 +104,9 @@ def _prepare_artifacts(cluster: LocalCluster, namespace: str, digest: str, tmp: 
         cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
 
 
-class _Load:
-    """Bounded HTTP load (about `rate` requests/s) on one Triton endpoint, from a background thread."""
-
-    def __init__(self, url: str, rate: float) -> None:
-        import tritonclient.http as http
-
-        self._client = http.InferenceServerClient(url=url, concurrency=4)
-        self._http = http
-        self._period = 1.0 / rate
-        self._stop = threading.Event()
-        self.sent = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        x = np.ones((1, triton_models.FEATURES), dtype=np.float32)
-        inp = self._http.InferInput("x", list(x.shape), "FP32")
-        inp.set_data_from_numpy(x)
-        deadline = time.monotonic() + 240  # never outlives the test by much
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            start = time.monotonic()
-            self._client.infer(f"{VARIANT}-py", [inp])
-            self.sent += 1
-            time.sleep(max(0.0, self._period - (time.monotonic() - start)))
-
-    def __enter__(self) -> _Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._client.close()
+def _load(ip: str) -> TritonLoad:
+    """About 70 requests/s on the served variant, for at most 4 minutes."""
+    return TritonLoad(f"{ip}:8000", f"{VARIANT}-py", 70, triton_models.FEATURES, seconds=240)
 
 
 def _catalogue(tmp: pathlib.Path) -> pathlib.Path:
@@ -202,7 +170,10 @@ def test_budget_caps_replicas_under_real_load_and_recovers_when_raised(
 ) -> None:
     local_cluster = crds
     serving = _serving(local_cluster, namespace, tmp_path, budget="0.75")
-    with serving as (ip, log), _Load(f"{ip}:8000", 70) as load:
+    with (
+        serving as (ip, log),
+        _load(ip) as load,
+    ):
 
         def capped() -> dict[str, Any] | None:
             om = get_json(local_cluster, "om", "minilm", "-n", namespace)
@@ -244,7 +215,10 @@ def test_scaler_reads_triton_load_through_prometheus(
     with LocalPrometheus(local_cluster.kubeconfig, namespace, tmp_path / "prometheus") as prom:
         settings = {"prometheus_url": prom.url, "prometheus_rate_window": "10s"}
         serving = _serving(local_cluster, namespace, tmp_path, None, **settings)
-        with serving as (ip, log), _Load(f"{ip}:8000", 70):
+        with (
+            serving as (ip, log),
+            _load(ip),
+        ):
             match = promload.selector(namespace, names.deployment("minilm"))
             seen = wait_for(
                 "Prometheus seeing Triton's load",

@@ -10,16 +10,14 @@ model, must parse and return at least one series: a query that returns nothing f
 from __future__ import annotations
 
 import pathlib
-import threading
 import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
-from operator_runner import condition, get_json, wait_for
+from operator_runner import TritonLoad, condition, get_json, wait_for
 
 from thrifty_api import optimized_model as models
 from thrifty_operator import names
@@ -116,38 +114,6 @@ def _ready(cluster: LocalCluster) -> dict[str, Any] | None:
     return om if ready and ready["status"] == "True" else None
 
 
-class _Requests:
-    """About 10 inference requests a second to one Triton pod, from a background thread."""
-
-    def __init__(self, address: str, model_name: str) -> None:
-        import tritonclient.http as http
-
-        self._client = http.InferenceServerClient(url=address)
-        x = np.ones((1, FEATURES), dtype=np.float32)
-        self._input = http.InferInput("x", list(x.shape), "FP32")
-        self._input.set_data_from_numpy(x)
-        self._model = model_name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 300  # never outlives the test by much
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            self._client.infer(self._model, [self._input])
-            self.sent += 1
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> _Requests:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._client.close()
-
-
 def _empty(prometheus: str, queries: list[grafana.Query]) -> dict[str, str]:
     """Each query that returns no series yet: where it is → the expression as run (or Prometheus's error)."""
     empty = {}
@@ -173,7 +139,7 @@ def test_every_dashboard_query_returns_series_for_a_served_model(
         LocalPrometheus(
             local_cluster.kubeconfig, None, tmp_path / "prometheus", operator_namespace=RELEASE_NAMESPACE
         ) as prom,
-        _Requests(f"{ip}:8000", served["status"]["endpoints"]["modelName"]) as requests,
+        TritonLoad(f"{ip}:8000", served["status"]["endpoints"]["modelName"], 10, FEATURES) as requests,
     ):
         started = time.monotonic()
         left: dict[str, str] = {}

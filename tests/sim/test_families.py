@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ def test_announced_sale_is_flat_before_its_window_and_ramps_steeply(
     shape = family.shape(DAY, seed)
     start = int(family.start_hour * HOUR)
     assert np.all(shape[:start] == family.base_rps)
-    ramp_end = start + int(family.ramp_s[1]) + 1
+    # The window opens at a fractional second; the ramp is over one second after its longest end.
+    ramp_end = math.ceil(family.start_hour * HOUR + family.ramp_s[1]) + 1
     assert shape[ramp_end] >= family.sale_factor[0] * family.base_rps * (1 - 1e-9)
 
 

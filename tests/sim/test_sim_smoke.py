@@ -10,7 +10,7 @@ import pytest
 
 from thrifty_api import pools as contract_pools
 from thrifty_operator.cost import budgets
-from thrifty_sim import baselines, bench, catalog, cli, experiment, generator, oracle, simulate, trace
+from thrifty_sim import baselines, bench, catalog, cli, experiment, generator, oracle, scaler, simulate, trace
 
 DATA = bench.DATA
 AZURE = bench.AZURE_TRACE
@@ -353,7 +353,7 @@ def test_thrifty_never_overruns_random_budgets(seed: int, model: tuple[dict, cat
     per_month = float(rng.uniform(0.2, 3.0)) * 730
     budget = experiment.period_budget(per_hour, per_month, len(counts))
     cfg = simulate.SimConfig(slo_ms=50, budget=budget)
-    controller = baselines.Thrifty(
+    controller = scaler.Thrifty(
         capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()), period_h=len(counts) / 3600
     )
     result = simulate.run(controller, counts, capacity.variants, pools, cfg)
@@ -374,10 +374,15 @@ def test_thrifty_never_overruns_a_binding_monthly_budget_under_surprise_bursts(
     o1 = oracle.cheapest(counts, capacity.variants, pools, 50)
     budget = budgets.Budget(per_month=float(rng.uniform(0.5, 1.0)) * o1.total_cost)
     cfg = simulate.SimConfig(slo_ms=50, budget=budget)
-    controller = baselines.Thrifty(
-        capacity.variants, pools, cfg, initial_rate=float(counts[:300].mean()), period_h=len(counts) / 3600
-    )
     burn_in = generator.diurnal(0.5, float(counts.mean()), 3.0, seed=seed + 100)
+    controller = scaler.Thrifty(
+        capacity.variants,
+        pools,
+        cfg,
+        initial_rate=float(counts[:300].mean()),
+        period_h=len(counts) / 3600,
+        burn_in_s=len(burn_in),
+    )
     result = simulate.run(controller, counts, capacity.variants, pools, cfg, burn_in=burn_in)
     assert result.budget_overrun == 0, budget
     assert result.total_cost <= budget.per_month

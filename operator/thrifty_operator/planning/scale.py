@@ -2,7 +2,7 @@
 
 Pure: inputs are the spec, the budget annotations, the stored status, Triton's load and the measured
 candidates; the output is what to run, the status `cost` and `scaling` blocks, the BudgetLimited condition and
-Events. `cost.policy.decide` makes the decision; the same policy runs in the simulator (`thrifty-sim`).
+Events. `cost.policy.decide` makes the decision; the simulator (`thrifty-sim`) runs this whole phase.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class ScaleChoice:
     scaling: models.ScalingStatus
     conditions: list[conditions.Condition]
     events: list[Event]
+    keep_previous_until_ready: bool = False
+    """The previous variant's fleet serves, and is billed and accounted, until the new one is ready (a switch
+    the budget pays for twice during the start-up); the simulator drops the old fleet once this is False."""
 
 
 def _policy_variants(spec: models.OptimizedModelSpec, options: Sequence[Candidate]) -> list[policy.Variant]:
@@ -330,4 +333,5 @@ def _choice(
         scaling=scaling,
         conditions=[budget_limited] if active is None else [budget_limited, active],
         events=events,
+        keep_previous_until_ready=bool(decision and decision.state.draining is not None),
     )

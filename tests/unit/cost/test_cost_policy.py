@@ -309,3 +309,66 @@ def test_policy_state_round_trips_through_status() -> None:
     assert policy.PolicyState.from_status(settled.to_status()).ready_since == settled.ready_since
     assert policy.PolicyState.from_status({"replicas": "many"}) == policy.PolicyState()
     assert policy.PolicyState.from_status(None) == policy.PolicyState()
+
+
+def test_replicas_fill_the_nodes_the_fleet_is_billed_for_only_when_asked() -> None:
+    # One c7i node holds two CPU replicas: with fill_nodes the second costs nothing and absorbs a burst.
+    filled = decide(
+        2, policy.PolicyState(), 0, variants=(CPU,), config=dataclasses.replace(CONFIG, fill_nodes=True)
+    )
+    assert (filled.replicas, filled.rate_per_hour) == (2, pytest.approx(0.1785))
+    lean = decide(2, policy.PolicyState(), 0, variants=(CPU,))
+    assert (lean.replicas, lean.rate_per_hour) == (1, pytest.approx(0.1785))
+
+
+def test_queue_time_above_the_model_plans_for_the_poisson_rate_that_explains_it() -> None:
+    """Heavy-tailed arrivals at 110 req/s queued 1.2 ms per request on 4 CPU replicas, where M/M/4 predicts
+    a fraction of that: the policy plans for the rate that queues as long, which needs more replicas."""
+    config = dataclasses.replace(CONFIG, fill_nodes=False)
+    state = policy.PolicyState(variant="onnx-int8", replicas=4, ready_since=0.0)
+    obs = policy.Observation(
+        now=600.0, load=LoadSample(request_rate=110, queue_us_per_request=1200), ready_replicas=4
+    )
+    bursty = policy.decide(config, (CPU,), POOLS, budgets.UNLIMITED, state, obs)
+    assert bursty.replicas == 5
+    plain = dataclasses.replace(config, burst_inversion_factor=math.inf)
+    assert policy.decide(plain, (CPU,), POOLS, budgets.UNLIMITED, state, obs).replicas == 4
+    # A queue the model explains, to the noise of Poisson arrivals, changes nothing.
+    modelled = 1000 * queueing.mean_wait_ms(110, 4, 70)
+    calm = dataclasses.replace(obs, load=LoadSample(request_rate=110, queue_us_per_request=1.3 * modelled))
+    assert policy.decide(config, (CPU,), POOLS, budgets.UNLIMITED, state, calm).replicas == 4
+
+
+def test_replicas_still_starting_are_not_scaled_down() -> None:
+    state = policy.PolicyState(variant="tensorrt-fp16", replicas=4, demand_history=((0.0, 2000.0),))
+    later = 1000.0  # well past the stabilization window, at a load one replica serves
+    starting = policy.Observation(now=later, load=LoadSample(request_rate=100), ready_replicas=2)
+    assert policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, starting).replicas == 4
+    ready = dataclasses.replace(starting, ready_replicas=4)
+    assert policy.decide(CONFIG, (GPU,), POOLS, budgets.UNLIMITED, state, ready).replicas == 2
+
+
+def test_a_switch_that_keeps_the_old_fleet_accounts_it_until_the_new_one_is_ready() -> None:
+    # 16 CPU replicas (8 nodes) serve 700 req/s; two T4s cost 74 % as much: a voluntary switch.
+    state = policy.PolicyState(variant="onnx-int8", replicas=16, variant_since=0.0)
+    switched = policy.decide(
+        CONFIG,
+        (GPU, CPU),
+        POOLS,
+        budgets.UNLIMITED,
+        state,
+        policy.Observation(now=1000.0, load=LoadSample(request_rate=700), ready_replicas=16),
+    )
+    assert switched.variant == "tensorrt-fp16" and switched.keep_previous_until_ready
+    gpu_rate = switched.replicas * 0.526
+    assert switched.rate_per_hour == pytest.approx(gpu_rate + 8 * 0.1785)
+    assert switched.state.draining == ("onnx-int8", 16)
+
+    def next_with(ready: int) -> policy.Decision:
+        obs = policy.Observation(now=1015.0, load=LoadSample(request_rate=700), ready_replicas=ready)
+        return policy.decide(CONFIG, (GPU, CPU), POOLS, budgets.UNLIMITED, switched.state, obs)
+
+    assert next_with(0).rate_per_hour == pytest.approx(gpu_rate + 8 * 0.1785)
+    done = next_with(switched.replicas)
+    assert done.rate_per_hour == pytest.approx(gpu_rate) and done.state.draining is None
+    assert policy.PolicyState.from_status(switched.state.to_status()).draining == ("onnx-int8", 16)
