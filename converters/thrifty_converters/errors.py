@@ -74,7 +74,8 @@ _OUTPUTS: list[str] = []
 
 def watch_storage(folder: os.PathLike[str] | str) -> None:
     """Remember `folder` as one this run writes to, so that a full-disk error can name it."""
-    _OUTPUTS.append(os.fspath(folder))
+    if os.fspath(folder) not in _OUTPUTS:  # one process may convert many times (tests, the CLI's callers)
+        _OUTPUTS.append(os.fspath(folder))
 
 
 def _exhausted(folder: str) -> bool:

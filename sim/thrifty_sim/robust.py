@@ -237,14 +237,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be a whole number of seeds from 1 to 100; got {text!r}")
-    return value
+def _whole(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else one line saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number of {what} from {low} to {high}; got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _scales(text: str) -> list[float]:
@@ -277,26 +284,23 @@ def _hours(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64; got {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Every policy on every traffic family and the real trace.")
-    p.add_argument("--seeds", type=_count, default=5, help="seeds per load: 0 to N-1 (default 5)")
+    p.add_argument(
+        "--seeds", type=_whole(1, 100, "seeds"), default=5, help="seeds per load: 0 to N-1 (default 5)"
+    )
     p.add_argument("--scales", type=_scales, default=list(SCALES), help="rate scales (default 1,5,20,80)")
     p.add_argument(
         "--families", type=_loads, default=list(LOADS), help=f"loads (default all: {','.join(LOADS)})"
     )
     p.add_argument("--out", type=Path, default=Path(".bench/cost-robust"), help="folder for the results")
     p.add_argument("--hours", type=_hours, default=24.0, help="measured hours per family run (default 24)")
-    p.add_argument("--jobs", type=_jobs, default=min(2, os.cpu_count() or 1), help="worker processes")
+    p.add_argument(
+        "--jobs",
+        type=_whole(1, 64, "worker processes"),
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes",
+    )
     return p
 
 
